@@ -1,0 +1,3 @@
+from degan_bench.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Differentiable image augmentations used by methods (DiffAugment, ADA)."""

@@ -1,0 +1,83 @@
+"""Root Typer app: global options, error handling, and registration of the command groups."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from degan_bench import __version__
+from degan_bench.errors import DeganError
+from degan_bench.paths import DATA_ENV, RUNS_ENV
+
+console = Console()
+err_console = Console(stderr=True)
+
+app = typer.Typer(
+    name="degan-bench",
+    help="Reproduce the results tables of data-efficient GAN papers (DiffAugment, ADA, InsGen, FakeCLR, "
+    "DigGAN, lottery-ticket GANs) and compare reported with reproduced numbers.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"degan-bench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    data_root: Annotated[
+        Path | None,
+        typer.Option("--data-root", envvar=DATA_ENV, help="Where prepared datasets live [env DEGAN_BENCH_DATA].",
+                     show_default=False),
+    ] = None,
+    runs_dir: Annotated[
+        Path | None,
+        typer.Option("--runs-dir", envvar=RUNS_ENV, help="Where run directories go [env DEGAN_BENCH_RUNS, "
+                     "default ./runs].", show_default=False),
+    ] = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Global options apply to every command."""
+    if data_root is not None:
+        os.environ[DATA_ENV] = str(data_root)
+    if runs_dir is not None:
+        os.environ[RUNS_ENV] = str(runs_dir)
+
+
+def _register_commands() -> None:
+    # Each module adds its commands to ``app``; importing is registering.
+    from degan_bench.cli import commands  # noqa: F401
+
+
+def main() -> None:
+    """Console entry point: user errors print one line, no traceback, exit code 2."""
+    _register_commands()
+    try:
+        app(standalone_mode=False)
+    except DeganError as err:
+        err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        sys.exit(err.exit_code)
+    except typer.Exit as exit_:
+        sys.exit(exit_.exit_code)
+    except typer.Abort:
+        err_console.print("aborted")
+        sys.exit(130)
+    except Exception as err:  # click usage errors arrive here with standalone_mode=False
+        import click
+
+        if isinstance(err, click.ClickException):
+            err.show()
+            sys.exit(err.exit_code)
+        raise

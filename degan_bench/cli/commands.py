@@ -1,0 +1,3 @@
+"""Registers every command group on the root app (one import per group)."""
+
+from __future__ import annotations

@@ -1,0 +1,1 @@
+"""Running many recipes: job expansion, local GPU queues and cluster submission."""

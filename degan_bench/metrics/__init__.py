@@ -1,0 +1,1 @@
+"""FID, KID and IS under named protocols, with verified feature-extractor weights."""

@@ -1,0 +1,1 @@
+"""Recipe files: loading with ``extends``, presets, ``--set`` overrides, strict validation and hashing."""

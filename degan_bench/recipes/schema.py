@@ -1,0 +1,149 @@
+"""The typed sections of a resolved recipe, with their defaults (the one place defaults live).
+
+A recipe YAML maps onto :class:`Recipe`. Two sections are polymorphic:
+
+- ``model``: validated by the config dataclass of ``model.arch`` (see :mod:`degan_bench.models`);
+- the method section, named after ``method`` (e.g. ``diffaugment:``), validated by that method's
+  ``Config`` dataclass (see :mod:`degan_bench.methods`). A method with no options has no section.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from degan_bench.schema import param
+
+Preset = Literal["paper", "short", "smoke"]
+PRESETS: tuple[str, ...] = ("paper", "short", "smoke")
+
+
+@dataclass
+class Provenance:
+    """Where a paper recipe comes from, and how we differ. Required for ``purpose: paper``."""
+
+    paper: str = param(help="paper title, first author and year")
+    arxiv: str = param(help="arXiv id, e.g. 2006.10738")
+    table: str = param(help="table (and row/column) of the paper this recipe reproduces")
+    upstream_repo: str = param(help="official repository, owner/name")
+    upstream_commit: str = param(help="commit of the official repository the recipe mirrors")
+    upstream_command: str = param(help="the official command line for this cell")
+    deviations: list[str] = param(help="what we do differently from the official code, and why")
+    arxiv_version: str | None = param(None, help="arXiv version the numbers come from, e.g. v4")
+    notes: str | None = param(None, help="anything else a reader must know")
+
+
+@dataclass
+class DataConfig:
+    resolution: int = param(256, help="training resolution; the dataset is prepared at it", min=8, max=1024)
+    mirror: Literal["none", "random", "double"] = param(
+        "random",
+        help="x-flips: 'random' flips each real with p=0.5 per minibatch (TF StyleGAN2 mirror_augment); "
+        "'double' adds a flipped copy of every image (stylegan2-ada --mirror)",
+    )
+    subset_rule: str | None = param(
+        None, help="subset selection rule for subset datasets (cifar10-10pct, ffhq-1k); None = dataset default"
+    )
+
+    def check(self) -> None:
+        if self.resolution & (self.resolution - 1):
+            raise ValueError(f"resolution {self.resolution} must be a power of two")
+
+
+@dataclass
+class LossConfig:
+    kind: Literal["ns_r1"] = param(
+        "ns_r1", help="non-saturating logistic loss with R1 (StyleGAN2); hinge arrives with BigGAN"
+    )
+    r1_gamma: float = param(10.0, help="R1 weight gamma (penalty is gamma/2 * |grad|^2)", min=0.0)
+    r1_interval: int = param(
+        1, help="R1 every N minibatches (lazy regularization; 1 = every step, as DiffAugment TF)", min=1
+    )
+    r1_on: Literal["raw", "augmented"] = param(
+        "raw", help="take R1's gradient w.r.t. the un-augmented reals ('raw') or the augmented ones"
+    )
+    pl_weight: float = param(0.0, help="path-length regularization weight (0 = off)", min=0.0)
+    pl_interval: int = param(4, help="path-length regularization every N minibatches", min=1)
+    pl_batch_shrink: int = param(2, help="path-length batch = batch_gpu // this", min=1)
+    pl_decay: float = param(0.01, help="decay of the running path-length mean", min=0.0, max=1.0)
+    style_mixing_prob: float = param(0.9, help="probability of style mixing in training", min=0.0, max=1.0)
+
+
+@dataclass
+class TrainingConfig:
+    kimg: float = param(300.0, help="training length in thousands of real images shown to D", min=0.0)
+    batch: int = param(16, help="global minibatch size", min=1)
+    batch_gpu: int | None = param(None, help="per-device batch (gradient accumulation when < batch)", min=1)
+    g_lr: float = param(0.002, help="generator Adam learning rate", min=0.0)
+    d_lr: float = param(0.002, help="discriminator Adam learning rate", min=0.0)
+    betas: tuple[float, float] = param((0.0, 0.99), help="Adam (beta1, beta2)")
+    eps: float = param(1e-8, help="Adam epsilon", min=0.0)
+    ema_kimg: float = param(10.0, help="G_ema half-life in kimg (0 = G_ema follows G)", min=0.0)
+    ema_rampup: float | None = param(
+        None, help="EMA ramp-up ratio (stylegan2-ada: half-life <= cur_kimg * rampup); None = off", min=0.0
+    )
+    ema_start_kimg: float = param(
+        0.0, help="G_ema copies G until this kimg (DiffAugment TF: = ema_kimg)", min=0.0
+    )
+    kimg_per_tick: float = param(4.0, help="kimg between status lines", min=0.001)
+    snapshot_ticks: int = param(10, help="write a checkpoint every N ticks", min=1)
+    image_snapshot_ticks: int = param(10, help="write a fakes_<kimg>.png grid every N ticks", min=1)
+    keep_checkpoints: int = param(3, help="how many latest checkpoints to keep (plus best)", min=1)
+    grid_size: tuple[int, int] = param((8, 4), help="sample grid (columns, rows), fixed seeds")
+
+    def check(self) -> None:
+        if self.batch_gpu is not None and self.batch % self.batch_gpu:
+            raise ValueError(f"batch {self.batch} must be a multiple of batch_gpu {self.batch_gpu}")
+        if not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError(f"betas {list(self.betas)} must lie in [0, 1)")
+
+
+@dataclass
+class EvaluationConfig:
+    protocols: list[str] = param(help="metric protocols, e.g. [fid5k_train]; the first is the headline")
+    interval_kimg: float | None = param(
+        None, help="evaluate the headline protocol during training every N kimg (None = at the end only)",
+        min=0.001,
+    )
+    select_best: bool = param(
+        True, help="keep a 'best' checkpoint by the headline protocol during training (recorded with its split)"
+    )
+
+
+@dataclass
+class PerformanceConfig:
+    tf32: bool = param(True, help="allow TF32 matmul/conv on Ampere+ GPUs")
+    amp: Literal["off", "bf16", "fp16"] = param("off", help="autocast precision for G/D forward passes")
+    channels_last: bool = param(False, help="use channels_last memory format on CUDA")
+    compile: bool = param(False, help="torch.compile G and D")
+    cudnn_benchmark: bool = param(True, help="let cuDNN pick the fastest kernels")
+
+
+@dataclass
+class Recipe:
+    """A fully resolved recipe (after extends, preset and --set)."""
+
+    method: str = param(help="method name, e.g. diffaugment")
+    dataset: str = param(help="dataset name, e.g. obama-100")
+    purpose: Literal["paper", "demo"] = param("paper", help="'paper' recipes must carry provenance")
+    preset: str = param("paper", help="the preset applied (paper, short, smoke)")
+    description: str = param("", help="one line on what this cell is")
+    provenance: Provenance | None = param(None, help="paper, table, upstream code and deviations")
+    model: dict[str, Any] = param(default_factory=dict, help="model config; validated by model.arch")
+    data: DataConfig = param(default_factory=DataConfig, help="dataset handling")
+    loss: LossConfig = param(default_factory=LossConfig, help="GAN loss and regularizers")
+    training: TrainingConfig = param(default_factory=TrainingConfig, help="optimization and schedule")
+    evaluation: EvaluationConfig = param(
+        default_factory=lambda: EvaluationConfig(protocols=[]), help="metrics and when to compute them"
+    )
+    performance: PerformanceConfig = param(default_factory=PerformanceConfig, help="speed switches")
+    method_args: dict[str, Any] = param(
+        default_factory=dict, help="(internal) the method's section, validated by the method's Config"
+    )
+
+    def check(self) -> None:
+        if self.purpose == "paper" and self.provenance is None:
+            raise ValueError(
+                "paper recipes need a 'provenance:' block (paper, arxiv, table, upstream_repo, "
+                "upstream_commit, upstream_command, deviations)"
+            )

@@ -1,0 +1,1 @@
+"""The run store, reported numbers, leaderboards and plots."""

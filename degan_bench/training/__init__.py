@@ -1,0 +1,1 @@
+"""The generic GAN training loop, losses, EMA, checkpoints and exact resume."""

@@ -1,0 +1,40 @@
+"""Shared fixtures. ``../shared/data`` holds real 100-shot images and a JPEG copy of CIFAR-10.
+
+Tests that need it skip where it is absent (users' machines); CI sets DEGAN_BENCH_REQUIRE_SHARED=1,
+which turns that skip into a failure so CI always runs them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("DEGAN_BENCH_SHARED", REPO.parent / "shared"))
+
+
+def _need_shared(path: Path) -> Path:
+    if path.exists():
+        return path
+    message = f"{path} is absent (the shared reference data beside the checkout)"
+    if os.environ.get("DEGAN_BENCH_REQUIRE_SHARED") == "1":
+        pytest.fail(message + "; DEGAN_BENCH_REQUIRE_SHARED=1 makes this a failure")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data``; skip (or fail in CI) where it is absent."""
+    return _need_shared(SHARED / "data")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep every test away from the user's real data root, runs dir and cache."""
+    root = tmp_path_factory.mktemp("degan-home")
+    monkeypatch.setenv("DEGAN_BENCH_DATA", str(root / "data"))
+    monkeypatch.setenv("DEGAN_BENCH_RUNS", str(root / "runs"))
+    monkeypatch.setenv("DEGAN_BENCH_CACHE", str(root / "cache"))
+    monkeypatch.delenv("DEGAN_BENCH_INCEPTION_WEIGHTS", raising=False)
