@@ -8,8 +8,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from degan_bench.cli.app import app, console
+from degan_bench.cli.app import app, console, err_console
 from degan_bench.data.prepare import (
+    is_prepared,
     load_prepared,
     prepare_dataset,
     prepared_path,
@@ -81,6 +82,8 @@ def prepare(
     ] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="show progress bars")] = True,
 ) -> None:
+    if not force and is_prepared(name, resolution):
+        err_console.print(f"{name} is already prepared; pass --force to prepare it again")
     split_dirs = prepare_dataset(
         name, resolution=resolution, source=source, progress=progress, force=force, center_crop=center_crop
     )

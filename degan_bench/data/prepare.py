@@ -320,11 +320,16 @@ def _collect_cifar_class_folders(spec: DatasetSpec, archive: _Archive, names: li
 class _CifarUnpickler(pickle.Unpickler):
     """Unpickles the CIFAR batches and nothing else: no arbitrary code from a downloaded archive."""
 
+    # What numpy arrays pickle to: the official (Python 2) batches use _reconstruct/ndarray/dtype;
+    # Python 3 pickles add codecs.encode (protocol 2) or _frombuffer (protocol 5).
     _allowed: ClassVar[set[tuple[str, str]]] = {
         ("numpy.core.multiarray", "_reconstruct"),
         ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.numeric", "_frombuffer"),
+        ("numpy._core.numeric", "_frombuffer"),
         ("numpy", "ndarray"),
         ("numpy", "dtype"),
+        ("_codecs", "encode"),
     }
 
     def find_class(self, module: str, name: str) -> Any:
@@ -576,8 +581,9 @@ def _open_source(
         info = {"kind": "download", "url": candidate.url, "path": str(path)}
         info["archive"] = _checksum_record(_file_digests(path), candidate)
     else:
+        view = f" (a view of {base.name})" if spec.is_subset else ""
         raise DataError(
-            f"{base.name} cannot be downloaded automatically",
+            f"dataset {spec.name!r}{view} cannot be downloaded automatically",
             fix=base.manual_download.replace(f"prepare {base.name}", f"prepare {spec.name}")
             + (f" --resolution {resolution}" if resolution != native else ""),
         )
@@ -762,6 +768,11 @@ def load_prepared(
     if manifest is None:
         raise _not_prepared(spec, base, resolution)
     full = load_split(split_dir, base.name, split, manifest)
+    if manifest["source"].get("lossy"):
+        full.manifest["warnings"] = [
+            f"{base.name} was prepared from a lossy JPEG copy: FIDs against it are not comparable "
+            "with the papers'"
+        ]
     if subset_rule is not None and not spec.is_subset:
         raise DataError(
             f"dataset {name!r} is not a subset view; subset_rule {subset_rule!r} does not apply",
@@ -779,8 +790,9 @@ def load_prepared(
     else:
         images = np.asarray(full.images[indices])
     labels = full.labels[indices] if full.labels is not None else None
-    warnings = []
-    if manifest.get("order") == "class-folders":
+    warnings = list(full.manifest.get("warnings", []))
+    official_order = manifest.get("order") != "class-folders"
+    if not official_order:
         warnings.append(
             f"{base.name} was prepared from a class-folder copy whose order is not the official one: "
             f"{rule} selects other images than the papers' code"
@@ -790,7 +802,7 @@ def load_prepared(
         "name": spec.name,
         "count": len(indices),
         "base_content_hash": full.content_hash,
-        "subset": {**selection.describe(), "selects_paper_images": not warnings},
+        "subset": {**selection.describe(), "selects_paper_images": official_order},
         "warnings": warnings,
     }
     return PreparedDataset(

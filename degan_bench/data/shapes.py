@@ -85,16 +85,18 @@ def _shape_mask(rng: np.random.RandomState, x: np.ndarray, y: np.ndarray, side: 
 def _draw(rng: np.random.RandomState, resolution: int) -> np.ndarray:
     side = resolution * _SUPERSAMPLE
     y, x = np.ogrid[0:side, 0:side]
-    x = x.astype(np.int64)
-    y = y.astype(np.int64)
-    canvas = _background(rng, x, y, side).astype(np.int32)
+    x = x.astype(np.int32)  # every intermediate stays far below 2**31
+    y = y.astype(np.int32)
+    canvas = _background(rng, x, y, side).astype(np.uint8)
     for _ in range(rng.randint(1, 4)):
         mask = _shape_mask(rng, x, y, side)
-        fill = np.broadcast_to(_colour(rng), (side, side, 3))
+        fill = np.broadcast_to(_colour(rng).astype(np.uint8), (side, side, 3))
         if rng.randint(3) == 0:  # textured fill
-            fill = np.where(_stripes(rng, x, y)[..., None], fill, _colour(rng))
+            fill = np.where(_stripes(rng, x, y)[..., None], fill, _colour(rng).astype(np.uint8))
         canvas = np.where(mask[..., None], fill, canvas)
-    blocks = canvas.reshape(resolution, _SUPERSAMPLE, resolution, _SUPERSAMPLE, 3).sum(axis=(1, 3))
+    blocks = canvas.reshape(resolution, _SUPERSAMPLE, resolution, _SUPERSAMPLE, 3).sum(
+        axis=(1, 3), dtype=np.int32
+    )
     area = _SUPERSAMPLE * _SUPERSAMPLE
     return ((blocks + area // 2) // area).astype(np.uint8)
 
