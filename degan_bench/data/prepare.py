@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
 import io
 import json
 import os
@@ -190,7 +191,7 @@ def download(source: DownloadSource, fix_command: str, progress: bool = True) ->
             raise DataError(
                 f"cannot download {source.url}: HTTP {err.code} {err.reason}", fix=by_hand
             ) from None
-    except (urllib.error.URLError, OSError) as err:
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
         reason = getattr(err, "reason", err)
         raise DataError(f"cannot download {source.url}: {reason}", fix=by_hand) from None
     problem = _checksum_problem(_file_digests(part), source)
@@ -559,11 +560,11 @@ def _open_source(
         if path.is_file():
             official = next((s for s in base.sources if s.filename == path.name), None)
             digests = _file_digests(path)
-            problem = _checksum_problem(digests, official) if official else None
-            if problem:
+            problem = _checksum_problem(digests, official) if official is not None else None
+            if official is not None and problem:
                 raise DataError(
-                    f"{path}: {problem} of the official {official.filename}",  # type: ignore[union-attr]
-                    fix=f"download a good copy from {official.url}, or delete it and run "  # type: ignore[union-attr]
+                    f"{path}: {problem} of the official {official.filename}",
+                    fix=f"download a good copy from {official.url}, or delete it and run "
                     f"`{_prepare_command(spec.name, resolution, native)}` to download it",
                 )
             info["archive"] = _checksum_record(digests, official)
@@ -584,8 +585,7 @@ def _open_source(
         view = f" (a view of {base.name})" if spec.is_subset else ""
         raise DataError(
             f"dataset {spec.name!r}{view} cannot be downloaded automatically",
-            fix=base.manual_download.replace(f"prepare {base.name}", f"prepare {spec.name}")
-            + (f" --resolution {resolution}" if resolution != native else ""),
+            fix=base.manual_download.format(prepare=_prepare_command(spec.name, resolution, native)),
         )
     archive = _Archive(path)
     try:

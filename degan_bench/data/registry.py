@@ -72,7 +72,8 @@ class DatasetSpec:
     member_dir: str | None = None
     resize_filter: ResizeFilter = "auto"
     sources: tuple[DownloadSource, ...] = ()
-    manual_download: str = ""  # how to get the data where no direct download exists (FFHQ)
+    # How to get the data where no direct download exists (FFHQ); "{prepare}" becomes the prepare command.
+    manual_download: str = ""
     license: str = ""
     citation: str = ""
     class_names: tuple[str, ...] = ()
@@ -215,8 +216,8 @@ _CIFAR100 = DatasetSpec(
 _FFHQ_MANUAL = (
     "FFHQ is hosted on Google Drive by NVIDIA (https://github.com/NVlabs/ffhq-dataset); get the 1024x1024 "
     "PNGs with `python download_ffhq.py --images` (89 GB) from that repository, then run "
-    "`degan-bench data prepare ffhq --from <dir>/images1024x1024` (a folder or a .zip of the PNGs, "
-    "or a stylegan2-ada-pytorch dataset zip, also works)"
+    "`{prepare} --from <dir>/images1024x1024` (a .zip of the PNGs or a stylegan2-ada-pytorch dataset zip "
+    "also works)"
 )
 
 _FFHQ = DatasetSpec(
