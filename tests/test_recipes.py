@@ -103,7 +103,7 @@ def test_set_overrides_are_validated(root: Path) -> None:
         ({"training": {"bacth": 3}}, r"obama-100\.yaml: training\.bacth: unknown key -> did you mean 'training\.batch'"),
         ({"training": {"batch": "many"}}, r"training\.batch: expected an integer, got 'many'"),
         ({"training": {"batch": True}}, r"training\.batch: expected an integer, got True"),
-        ({"loss": {"r1_gamma": -1}}, r"loss\.r1_gamma: -1 is below the minimum 0"),
+        ({"loss": {"r1_gamma": -1}}, r"loss\.r1_gamma: -1\.0 is below the minimum 0\.0 -> use a value >= 0"),
         ({"loss": {"style_mixing_prob": 1.5}}, r"loss\.style_mixing_prob: 1\.5 is above the maximum 1"),
         ({"loss": {"r1_on": "augmnted"}}, r"loss\.r1_on: 'augmnted' is not allowed -> did you mean 'augmented'"),
         ({"data": {"resolution": 48}}, r"resolution 48 must be a power of two"),

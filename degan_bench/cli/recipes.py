@@ -70,7 +70,12 @@ def support_table_markdown() -> str:
         cells[method][dataset] = protocol
         if dataset not in datasets:
             datasets.append(dataset)
-    methods = sorted(cells)
+    from degan_bench.data.registry import dataset_names
+    from degan_bench.methods import KNOWN_METHODS
+
+    methods = sorted(cells, key=lambda m: (KNOWN_METHODS.index(m) if m in KNOWN_METHODS else len(KNOWN_METHODS), m))
+    order = {name: i for i, name in enumerate(dataset_names())}
+    datasets.sort(key=lambda d: (order.get(d, len(order)), d))
     lines = ["| dataset | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
     for dataset in datasets:
         row = [cells[m].get(dataset, "") for m in methods]
