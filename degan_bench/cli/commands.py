@@ -1,3 +1,5 @@
 """Registers every command group on the root app (one import per group)."""
 
 from __future__ import annotations
+
+from degan_bench.cli import data, doctor, recipes, run  # noqa: F401

@@ -74,22 +74,28 @@ class GStep:
 
 @dataclass
 class DStep:
-    """One accumulation round of the D phase. Fakes are detached from G."""
+    """One accumulation round of a D phase. Fakes are detached from G.
 
-    z: torch.Tensor
-    c: torch.Tensor
+    ``phase`` is ``"main"`` (the logistic loss; every field is set and ``d_loss_terms`` is called) or
+    ``"reg"`` (a lazy R1 pass over reals only: the fake fields and ``z``/``c`` are None, and only
+    ``after_d_step`` sees it, so statistics such as ADA's sign(D(real)) include it as officially).
+    """
+
     reals: torch.Tensor  # un-augmented reals, NCHW in [-1, 1]
     reals_aug: torch.Tensor
     real_logits: torch.Tensor
     real_features: torch.Tensor | None
-    fakes: torch.Tensor  # G(z) detached
-    fakes_aug: torch.Tensor
-    fake_logits: torch.Tensor
-    fake_features: torch.Tensor | None
     G: nn.Module
     D: nn.Module
     cur_nimg: int
+    phase: str = "main"
+    z: torch.Tensor | None = None
+    c: torch.Tensor | None = None
     real_c: torch.Tensor | None = None
+    fakes: torch.Tensor | None = None  # G(z) detached
+    fakes_aug: torch.Tensor | None = None
+    fake_logits: torch.Tensor | None = None
+    fake_features: torch.Tensor | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
 

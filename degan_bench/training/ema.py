@@ -1,0 +1,33 @@
+"""Exponential moving average of G's weights (G_ema), by half-life in images.
+
+``beta = 0.5 ** (batch / half_life_images)``, so the average forgets half of its past every
+``ema_kimg`` thousand images whatever the batch size. Two schedules from the official code bases:
+
+- stylegan2-ada ramp-up: ``half_life_images = min(ema_kimg * 1000, cur_nimg * ema_rampup)``;
+- DiffAugment TF: G_ema just copies G (beta = 0) until ``ema_start_kimg``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def ema_beta(
+    *, batch: int, cur_nimg: int, ema_kimg: float, ema_rampup: float | None, ema_start_kimg: float
+) -> float:
+    if ema_kimg <= 0 or cur_nimg < ema_start_kimg * 1000:
+        return 0.0
+    half_life = ema_kimg * 1000.0
+    if ema_rampup is not None:
+        half_life = min(half_life, cur_nimg * ema_rampup)
+    return 0.5 ** (batch / max(half_life, 1e-8))
+
+
+@torch.no_grad()
+def update_ema(G_ema: nn.Module, G: nn.Module, beta: float) -> None:
+    """Parameters are averaged; buffers (e.g. the tracked mean w, noise constants) are copied."""
+    for p_ema, p in zip(G_ema.parameters(), G.parameters(), strict=True):
+        p_ema.copy_(p.detach().lerp(p_ema, beta))
+    for b_ema, b in zip(G_ema.buffers(), G.buffers(), strict=True):
+        b_ema.copy_(b)

@@ -1,0 +1,90 @@
+"""Run one resolved recipe end to end: plan the run directory, prepare data, train, evaluate.
+
+Shared by ``degan-bench run`` and the sweep dispatcher, so both behave identically.
+"""
+
+from __future__ import annotations
+
+import traceback
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from degan_bench.recipes.loader import ResolvedRecipe
+from degan_bench.training.distributed import init_from_env
+from degan_bench.training.loop import TrainingSetup, TrainResult, train
+from degan_bench.training.runner import plan_run, select_device
+
+
+def load_evaluator() -> Any:
+    """The metrics entry point, imported lazily (it pulls in torch-fidelity / clean-fid)."""
+    from degan_bench.metrics.evaluate import evaluate_generator
+
+    return evaluate_generator
+
+
+def execute_run(
+    resolved: ResolvedRecipe,
+    *,
+    seed: int,
+    out: Path | None = None,
+    resume: str | None = None,
+    force: bool = False,
+    device: str = "auto",
+    max_seconds: float | None = None,
+    stop_at_nimg: int | None = None,
+    evaluate: bool = True,
+    evaluator: Any = None,
+    world_size: int = 1,
+    console: Console | None = None,
+    handle_signals: bool = True,
+    tensorboard: bool = True,
+) -> TrainResult | None:
+    """Train (or continue) the run of ``resolved`` x ``seed``. Returns None when it was already complete."""
+    from degan_bench.data.prepare import ensure_prepared, load_prepared
+
+    console = console or Console()
+    plan = plan_run(resolved, seed, out=out, resume=resume, force=force, console=console)
+    if plan.already_complete:
+        console.print(f"{plan.run.path} is already complete; nothing to do (metrics: {plan.run.metrics_path})",
+                      highlight=False)
+        return None
+    recipe = resolved.recipe
+    ensure_prepared(recipe.dataset, recipe.data.resolution)
+    dataset = load_prepared(recipe.dataset, recipe.data.resolution, "train", recipe.data.subset_rule)
+    dev = select_device(device)
+    process = init_from_env(dev.type)
+    if dev.type == "cuda" and process.world_size > 1:
+        import torch
+
+        dev = torch.device("cuda", process.local_rank)
+        torch.cuda.set_device(dev)
+    if evaluate and evaluator is None:
+        evaluator = load_evaluator()
+    setup = TrainingSetup(
+        resolved=resolved, seed=seed, run=plan.run, device=dev, dataset=dataset, resume=plan.resume_payload,
+        process=process, console=console, stop_at_nimg=stop_at_nimg, max_seconds=max_seconds,
+        evaluator=evaluator if evaluate else None, tensorboard=tensorboard, handle_signals=handle_signals,
+    )
+    try:
+        result = train(setup)
+    except BaseException as err:
+        if process.is_main:
+            info = plan.run.read_info()
+            info.status = "failed" if not isinstance(err, KeyboardInterrupt) else "stopped"
+            plan.run.write_info(info)
+            plan.run.log(f"{info.status}: {type(err).__name__}: {err}\n{traceback.format_exc()}")
+        raise
+    if process.is_main:
+        if result.status == "complete":
+            console.print(f"[bold green]complete[/]: {plan.run.path}", highlight=False)
+        else:
+            console.print(
+                f"[yellow]stopped[/] at kimg {result.cur_nimg / 1000:.3f}: continue with "
+                f"`degan-bench run {resolved.method} {resolved.dataset} --preset {resolved.preset} --seed {seed}"
+                + "".join(f" --set {o}" for o in resolved.overrides)
+                + (f" --out {out}" if out else "") + " --resume auto`",
+                highlight=False,
+            )
+    return result

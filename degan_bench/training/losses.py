@@ -1,0 +1,177 @@
+"""The StyleGAN2 objective: non-saturating logistic loss, R1 and path-length regularization.
+
+Each function computes one phase for one accumulation round, calls ``backward`` itself (with the
+round's share ``gain`` of the minibatch, so accumulated gradients equal a full-batch mean), and
+returns detached scalars for the statistics. The method's hooks are called at the documented points.
+
+- ``G`` phase: ``softplus(-D(A(G(z))))`` + method G terms.
+- ``Greg`` phase: path-length penalty ``(|J^T y| - a)^2`` with ``a`` a running mean (StyleGAN2 Eq. 4).
+- ``D`` phase: ``softplus(D(A(G(z)))) + softplus(-D(A(x)))`` + method D terms (+ R1 when not lazy).
+- ``Dreg`` phase: R1 ``gamma/2 * |grad D|^2`` w.r.t. the un-augmented reals (``r1_on: raw``; the
+  gradient flows back through the augmentation, as in stylegan2-ada and DiffAugment's low-shot loss)
+  or w.r.t. the augmented reals (``r1_on: augmented``; DiffAugment's CIFAR/FFHQ loss).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from degan_bench.methods.base import DStep, GStep, Method
+from degan_bench.recipes.schema import LossConfig
+
+
+@dataclass
+class PhaseResult:
+    """Detached statistics of one round (0-d tensors, so the GPU is not synchronized per step), and the
+    step the method's ``after_*`` hook receives."""
+
+    stats: dict[str, torch.Tensor]
+    step: GStep | DStep | None = None
+
+
+@dataclass
+class Networks:
+    """The modules a phase may call. ``synthesis_fast``/``D_fast`` may be ``torch.compile`` d views of
+    ``G.synthesis``/``D`` (same parameters); double-backward passes (R1, path length) use the eager ones."""
+
+    G: nn.Module
+    D: nn.Module
+    synthesis_fast: nn.Module
+    D_fast: nn.Module
+
+
+class StyleGAN2Loss:
+    def __init__(self, nets: Networks, method: Method, cfg: LossConfig, autocast: Any = contextlib.nullcontext,
+                 scale: Any = None) -> None:
+        self.nets = nets
+        self.method = method
+        self.cfg = cfg
+        self.autocast = autocast  # context-manager factory: autocast for the forward passes, or nullcontext
+        self.scale = scale or (lambda loss: loss)  # fp16: GradScaler.scale
+        device = next(nets.G.parameters()).device
+        self.pl_mean = torch.zeros([], device=device)
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def generate(self, z: torch.Tensor, c: torch.Tensor, *, fast: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """G(z) with style mixing, updating G's tracked mean w (both official code bases do this in
+        every training pass). Returns (images, ws)."""
+        G = self.nets.G
+        mapping = G.mapping
+        ws = mapping(z, c, update_w_avg=True)
+        # Draw both random numbers every time so the RNG stream does not depend on the outcome.
+        cutoff = int(torch.randint(1, ws.shape[1], [], device="cpu")) if ws.shape[1] > 1 else ws.shape[1]
+        mix = float(torch.rand([])) < self.cfg.style_mixing_prob
+        if mix and ws.shape[1] > 1:
+            ws2 = mapping(torch.randn_like(z), c, update_w_avg=False)
+            ws = torch.cat([ws[:, :cutoff], ws2[:, cutoff:]], dim=1)
+        synthesis = self.nets.synthesis_fast if fast else G.synthesis
+        return synthesis(ws), ws
+
+    def run_D(self, images: torch.Tensor, c: torch.Tensor, *, fast: bool = True) -> tuple[torch.Tensor, Any]:
+        D = self.nets.D_fast if fast else self.nets.D
+        if self.method.needs_d_features:
+            return D(images, c, return_features=True)
+        return D(images, c), None
+
+    # -- phases ----------------------------------------------------------------------------------
+    def g_main(self, z: torch.Tensor, c: torch.Tensor, gain: float, cur_nimg: int) -> PhaseResult:
+        with self.autocast():
+            fakes, ws = self.generate(z, c)
+            fakes_aug = self.method.augment(fakes)
+            logits, features = self.run_D(fakes_aug, c)
+            loss = F.softplus(-logits.float()).mean()
+        step = GStep(z=z, c=c, fakes=fakes, fakes_aug=fakes_aug, fake_logits=logits, fake_features=features,
+                     G=self.nets.G, D=self.nets.D, cur_nimg=cur_nimg, ws=ws)
+        terms = self.method.g_loss_terms(step)
+        total = loss + sum(terms.values(), torch.zeros([], device=loss.device))
+        self.scale(total.mul(gain)).backward()
+        stats = {"Loss/G/loss": loss.detach(), "Scores/fake": logits.detach().float().mean()}
+        stats.update({f"Loss/G/{name}": value.detach() for name, value in terms.items()})
+        return PhaseResult(stats, step)
+
+    def g_path_length(self, z: torch.Tensor, c: torch.Tensor, gain: float) -> PhaseResult:
+        fakes, ws = self.generate(z, c, fast=False)
+        noise = torch.randn_like(fakes) / np.sqrt(fakes.shape[2] * fakes.shape[3])
+        (grads,) = torch.autograd.grad((fakes * noise).sum(), ws, create_graph=True)
+        lengths = grads.square().sum(2).mean(1).sqrt()
+        self.pl_mean.copy_(self.pl_mean.lerp(lengths.mean().detach(), self.cfg.pl_decay))
+        penalty = (lengths - self.pl_mean).square()
+        loss = penalty.mean() * self.cfg.pl_weight
+        # Touch the image so every synthesis parameter takes part in the graph, as the official code does.
+        self.scale((fakes[:, 0, 0, 0] * 0 + loss).mean().mul(gain)).backward()
+        return PhaseResult({"Loss/Greg/pl_penalty": penalty.detach().mean(), "Loss/Greg/pl_mean": self.pl_mean.detach().clone()})
+
+    def d_main(
+        self,
+        reals: torch.Tensor,
+        real_c: torch.Tensor,
+        z: torch.Tensor,
+        c: torch.Tensor,
+        gain: float,
+        cur_nimg: int,
+        *,
+        with_r1: bool,
+        r1_gain: float,
+    ) -> PhaseResult:
+        with torch.no_grad(), self.autocast():
+            fakes, _ws = self.generate(z, c)
+        with self.autocast():
+            fakes_aug = self.method.augment(fakes)
+            fake_logits, fake_features = self.run_D(fakes_aug, c)
+            loss_fake = F.softplus(fake_logits.float()).mean()
+        reals_aug, real_logits, real_features, r1_target = self._real_pass(reals, real_c, with_r1)
+        loss_real = F.softplus(-real_logits.float()).mean()
+        step = DStep(reals=reals, reals_aug=reals_aug, real_logits=real_logits, real_features=real_features,
+                     G=self.nets.G, D=self.nets.D, cur_nimg=cur_nimg, phase="main", z=z, c=c, real_c=real_c,
+                     fakes=fakes, fakes_aug=fakes_aug, fake_logits=fake_logits, fake_features=fake_features)
+        terms = self.method.d_loss_terms(step)
+        total = loss_fake + loss_real + sum(terms.values(), torch.zeros([], device=loss_fake.device))
+        stats = {
+            "Loss/D/loss": (loss_fake + loss_real).detach(),
+            "Scores/real": real_logits.detach().float().mean(),
+            "Scores/fake_d": fake_logits.detach().float().mean(),
+        }
+        if with_r1:
+            r1_loss, r1_penalty = self._r1(real_logits, r1_target, r1_gain)
+            total = total + r1_loss
+            stats["Loss/Dreg/r1_penalty"] = r1_penalty
+        self.scale(total.mul(gain)).backward()
+        stats.update({f"Loss/D/{name}": value.detach() for name, value in terms.items()})
+        return PhaseResult(stats, step)
+
+    def d_r1(self, reals: torch.Tensor, real_c: torch.Tensor, gain: float, r1_gain: float,
+             cur_nimg: int) -> PhaseResult:
+        reals_aug, real_logits, real_features, r1_target = self._real_pass(reals, real_c, True)
+        r1_loss, r1_penalty = self._r1(real_logits, r1_target, r1_gain)
+        self.scale((real_logits.float() * 0 + r1_loss).mean().mul(gain)).backward()
+        step = DStep(reals=reals, reals_aug=reals_aug, real_logits=real_logits, real_features=real_features,
+                     G=self.nets.G, D=self.nets.D, cur_nimg=cur_nimg, phase="reg", real_c=real_c)
+        return PhaseResult({"Loss/Dreg/r1_penalty": r1_penalty}, step)
+
+    # -- pieces ----------------------------------------------------------------------------------
+    def _real_pass(self, reals: torch.Tensor, real_c: torch.Tensor, with_r1: bool):
+        raw_target = with_r1 and self.cfg.r1_on == "raw"
+        reals_in = reals.detach().requires_grad_(raw_target)
+        # R1 needs double backward; compiled graphs do not support it, so R1 passes run eagerly.
+        fast = not with_r1
+        ctx = contextlib.nullcontext() if with_r1 else self.autocast()
+        with ctx:
+            reals_aug = self.method.augment(reals_in)
+            if with_r1 and self.cfg.r1_on == "augmented":
+                reals_aug = reals_aug.detach().requires_grad_(True)
+            real_logits, real_features = self.run_D(reals_aug, real_c, fast=fast)
+        r1_target = reals_in if raw_target else reals_aug
+        return reals_aug, real_logits, real_features, r1_target
+
+    def _r1(self, real_logits: torch.Tensor, target: torch.Tensor, r1_gain: float) -> tuple[torch.Tensor, torch.Tensor]:
+        (grads,) = torch.autograd.grad(real_logits.float().sum(), target, create_graph=True)
+        penalty = grads.square().sum(dim=[1, 2, 3])
+        loss = penalty.mean() * (self.cfg.r1_gamma / 2) * r1_gain
+        return loss, penalty.detach().mean()

@@ -1,0 +1,138 @@
+"""From ``degan-bench run`` to a running loop: run directory, resume checks, data, device.
+
+A run directory is identified by recipe hash and seed (``<method>-<dataset>-<preset>-s<seed>-<hash8>``
+under the runs dir unless ``--out`` is given), so re-running the same command finds the same run.
+
+Resume rules (mimicry's safety check, stylegan2-ada's layout):
+
+- the directory exists and neither ``--resume`` is given: refuse (nothing is overwritten);
+- ``--resume auto``: continue the newest readable checkpoint of that directory; a complete run is
+  left alone; a directory without a checkpoint starts from scratch in place;
+- ``--resume PATH``: a run directory or one of its checkpoint files;
+- a different resolved recipe (hash) or seed is refused with the differing keys, unless ``--force``,
+  which is recorded in the run log and in the session record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+
+from degan_bench.errors import DeganError, ResumeError
+from degan_bench.paths import runs_dir
+from degan_bench.recipes.loader import ResolvedRecipe, canonical_hash, diff_recipes
+from degan_bench.training import checkpoint as ckpt
+from degan_bench.training.rundir import RunDir, RunInfo, utc_now
+
+
+def default_run_name(resolved: ResolvedRecipe, seed: int) -> str:
+    return f"{resolved.method}-{resolved.dataset}-{resolved.preset}-s{seed}-{resolved.short_hash[:8]}"
+
+
+@dataclass
+class RunPlan:
+    run: RunDir
+    resume_payload: dict[str, Any] | None
+    already_complete: bool = False
+    fresh: bool = True
+    forced: bool = False
+
+
+def _locate(resume: str | None, out: Path | None, resolved: ResolvedRecipe, seed: int) -> tuple[RunDir, Path | None]:
+    """The run directory, and an explicit checkpoint file when ``--resume`` names one."""
+    if resume not in (None, "auto"):
+        target = Path(resume)
+        if target.is_file():
+            return RunDir(target.parent.parent), target
+        if target.is_dir():
+            return RunDir(target), None
+        raise ResumeError(f"--resume {resume}: no such run directory or checkpoint file",
+                          fix="pass a run directory, a checkpoint path, or 'auto'")
+    return RunDir(out if out is not None else runs_dir() / default_run_name(resolved, seed)), None
+
+
+def plan_run(resolved: ResolvedRecipe, seed: int, *, out: Path | None = None, resume: str | None = None,
+             force: bool = False, console: Console | None = None) -> RunPlan:
+    """Decide where the run goes and what it resumes from; creates the directory for a fresh run."""
+    run, explicit_ckpt = _locate(resume, out, resolved, seed)
+    if not run.exists():
+        if explicit_ckpt is not None or resume not in (None, "auto"):
+            raise ResumeError(f"{run.path} is not a degan-bench run directory (no run.json)")
+        _create(run, resolved, seed)
+        return RunPlan(run=run, resume_payload=None)
+    if resume is None:
+        raise ResumeError(f"run directory {run.path} already exists",
+                          fix="continue it with --resume auto, or pick another directory with --out")
+    info = run.read_info()
+    forced = _check_same_experiment(run, info, resolved, seed, force)
+    if info.status == "complete" and explicit_ckpt is None:
+        return RunPlan(run=run, resume_payload=None, already_complete=True, fresh=False, forced=forced)
+    if explicit_ckpt is not None:
+        payload = ckpt.load_checkpoint(explicit_ckpt)
+        source = explicit_ckpt
+    else:
+        found = ckpt.latest_valid_checkpoint(run, log=run.log)
+        if found is None:
+            run.log("resume: no checkpoint yet; starting from scratch in place")
+            return RunPlan(run=run, resume_payload=None, fresh=True, forced=forced)
+        source, payload = found
+    if payload.get("seed") != seed and not force:
+        raise ResumeError(f"{source} was trained with seed {payload.get('seed')}, not {seed}",
+                          fix=f"use --seed {payload.get('seed')}, or --force")
+    payload["_forced"] = forced
+    run.log(f"resume from {source.name} (kimg {payload['cur_nimg'] / 1000:.3f})")
+    return RunPlan(run=run, resume_payload=payload, fresh=False, forced=forced)
+
+
+def _create(run: RunDir, resolved: ResolvedRecipe, seed: int) -> None:
+    run.path.mkdir(parents=True, exist_ok=True)
+    run.write_recipe_dict(resolved.data)
+    info = RunInfo(run_id=run.path.name, method=resolved.method, dataset=resolved.dataset, preset=resolved.preset,
+                   seed=seed, recipe_hash=resolved.hash, total_nimg=int(round(resolved.recipe.training.kimg * 1000)),
+                   torch_version=torch.__version__)
+    run.write_info(info)
+    run.log(f"created run {run.path.name}: recipe {resolved.short_hash} from {resolved.source}"
+            + (f" with --set {' '.join(resolved.overrides)}" if resolved.overrides else ""))
+
+
+def _check_same_experiment(run: RunDir, info: RunInfo, resolved: ResolvedRecipe, seed: int, force: bool) -> bool:
+    """Refuse a resume whose recipe or seed differs (unless forced). Returns True when forced."""
+    saved = run.read_recipe_dict()
+    problems = []
+    if canonical_hash(saved) != resolved.hash:
+        diffs = diff_recipes({k: v for k, v in saved.items() if k not in ("description", "provenance", "purpose",
+                                                                           "preset")},
+                             {k: v for k, v in resolved.data.items() if k not in ("description", "provenance",
+                                                                                  "purpose", "preset")})
+        problems.append("recipe differs: " + "; ".join(diffs[:8]) + (" ..." if len(diffs) > 8 else ""))
+    if info.seed != seed:
+        problems.append(f"seed differs: {info.seed} -> {seed}")
+    if not problems:
+        return False
+    if not force:
+        raise ResumeError(f"cannot resume {run.path}: {' | '.join(problems)}",
+                          fix="rerun with the run's original recipe and seed, or add --force (recorded in the run log)")
+    stamp = utc_now().replace(":", "")
+    (run.path / f"recipe.before-{stamp}.yaml").write_text(run.recipe_path.read_text())
+    run.write_recipe_dict(resolved.data)
+    info.recipe_hash = resolved.hash
+    info.total_nimg = int(round(resolved.recipe.training.kimg * 1000))
+    if info.status == "complete" and info.cur_nimg < info.total_nimg:
+        info.status = "stopped"
+    run.write_info(info)
+    run.log(f"FORCED resume despite: {' | '.join(problems)}")
+    return True
+
+
+def select_device(requested: str) -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(requested)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DeganError("--device cuda was asked for but no CUDA device is visible",
+                          fix="check `degan-bench doctor`, or use --device cpu")
+    return device
