@@ -83,8 +83,8 @@ def test_run_directory_contents(tmp_path: Path) -> None:
 
 def test_resume_is_bit_identical_to_a_straight_run(tmp_path: Path) -> None:
     straight = run_tiny(tmp_path / "straight")
-    stopped = run_tiny(tmp_path / "resumed", stop_at_nimg=80)  # at a tick boundary (2 ticks of 40 images)
-    assert stopped is not None and stopped.status == "stopped" and stopped.cur_nimg == 80
+    stopped = run_tiny(tmp_path / "resumed", stop_at_nimg=48)  # a tick boundary: ticks end at 8, 48, 88, ... images
+    assert stopped is not None and stopped.status == "stopped" and stopped.cur_nimg == 48
     assert json.loads((tmp_path / "resumed" / "run.json").read_text())["status"] == "stopped"
     resumed = run_tiny(tmp_path / "resumed", resume="auto")
     assert resumed is not None and resumed.status == "complete"
@@ -137,7 +137,7 @@ def test_evaluation_keeps_best_and_reevaluates_it_with_fresh_seeds(tmp_path: Pat
     assert records[-1]["checkpoint"] == "best" and records[-1]["selection"]["value"] == 3.0
     assert records[-1]["value"] == 2.5 and calls[-1] == 1  # fresh evaluation seeds for the reported best
     best = state(tmp_path / "run" / "checkpoints" / "best.pt")
-    assert best["cur_nimg"] == 80 and best["best"]["value"] == 3.0
+    assert best["cur_nimg"] == 88 and best["best"]["value"] == 3.0  # evaluations at 48, 88, 128 and 160 images
 
 
 def test_missing_weights_leave_the_metric_pending(tmp_path: Path) -> None:

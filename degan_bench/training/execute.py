@@ -78,13 +78,13 @@ def execute_run(
         raise
     if process.is_main:
         if result.status == "complete":
-            console.print(f"[bold green]complete[/]: {plan.run.path}", highlight=False)
+            console.print(f"[bold green]complete[/]: {plan.run.path}", highlight=False, soft_wrap=True)
         else:
             console.print(
                 f"[yellow]stopped[/] at kimg {result.cur_nimg / 1000:.3f}: continue with "
                 f"`degan-bench run {resolved.method} {resolved.dataset} --preset {resolved.preset} --seed {seed}"
                 + "".join(f" --set {o}" for o in resolved.overrides)
                 + (f" --out {out}" if out else "") + " --resume auto`",
-                highlight=False,
+                highlight=False, soft_wrap=True,
             )
     return result
