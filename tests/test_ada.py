@@ -238,6 +238,16 @@ def test_grey_single_channel_images_are_supported() -> None:
         AdaAugment("color", p=1.0)(torch.rand(2, 2, 8, 8))
 
 
+def test_half_precision_inputs_are_augmented_and_returned_in_their_dtype() -> None:
+    x = torch.rand(4, 3, 16, 16)
+    pipe = AdaAugment("bgc", p=0.8)
+    reference = pipe(x, generator=torch.Generator().manual_seed(2))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = pipe(x.bfloat16(), generator=torch.Generator().manual_seed(2))
+    assert y.dtype == torch.bfloat16
+    assert (y.float() - reference).abs().max() < 0.05  # bf16 rounding of input and output only
+
+
 def test_seeded_and_generator_draws_are_reproducible() -> None:
     x = torch.rand(4, 3, 16, 16)
     pipe = AdaAugment("bgc", p=0.7)

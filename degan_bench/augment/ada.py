@@ -114,7 +114,7 @@ class _GridSampleTranspose(torch.autograd.Function):
         ctx: Any, grad_output: torch.Tensor, images: torch.Tensor, grid: torch.Tensor
     ) -> torch.Tensor:
         ctx.save_for_backward(grid)
-        # ``images`` only supplies the shape: with output_mask [True, False] its values are not read.
+        # The input gradient depends on ``images`` only through its shape (no grid gradient is asked for).
         grad_images, _ = torch.ops.aten.grid_sampler_2d_backward(
             grad_output, images, grid, 0, 0, False, [True, False]
         )
@@ -249,13 +249,15 @@ class AdaAugment:
             raise ValueError(f"ADA expects NCHW images, got shape {tuple(images.shape)}")
         if self.p == 0:
             return images
-        # Half-precision inputs are augmented in float32; float64 stays float64 (gradient checks).
+        # The pipe runs in float32 as the official one does, also under autocast; half-precision inputs
+        # are converted, float64 stays float64 (gradient checks).
         x = images if images.dtype in (torch.float32, torch.float64) else images.float()
         draws = _Draws(x.shape[0], x.device, generator)
-        if self.transforms & _GEOMETRIC:
-            x = self._apply_geometric(x, self._geometric_inverse(x, draws))
-        if self.transforms & _COLOR:
-            x = self._apply_color(x, self._color_matrix(x, draws))
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            if self.transforms & _GEOMETRIC:
+                x = self._apply_geometric(x, self._geometric_inverse(x, draws))
+            if self.transforms & _COLOR:
+                x = self._apply_color(x, self._color_matrix(x, draws))
         return x.to(images.dtype)
 
     def _geometric_inverse(self, x: torch.Tensor, draws: _Draws) -> torch.Tensor:
