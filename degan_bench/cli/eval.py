@@ -19,28 +19,24 @@ _PROTOCOL_HELP = "protocol id (repeatable): " + ", ".join(sorted(PROTOCOLS))
 
 def _table(records: list[dict[str, Any]]) -> Table:
     table = Table(show_header=True, header_style="bold")
-    for column in (
-        "protocol",
-        "checkpoint",
-        "value",
-        "std",
-        "n_gen",
-        "n_ref",
-        "weights",
-        "ref stats",
-        "img/s",
-    ):
+    table.add_column("protocol", no_wrap=True)
+    for column in ("checkpoint", "value", "n gen/ref", "weights", "ref stats", "img/s"):
         table.add_column(column)
     for r in records:
-        std = r.get("value_std")
+        if r.get("value") is None:
+            value = "pending"
+        else:
+            std = r.get("value_std")
+            value = f"{r['value']:.4f}" + (f" ± {std:.4f}" if std is not None else "")
+        weights = (
+            "standard" if r.get("standard_weights") else f"non-standard {str(r.get('weights_sha256'))[:8]}"
+        )
         table.add_row(
             r["protocol"],
             str(r.get("checkpoint", "-")),
-            f"{r['value']:.4f}" if r.get("value") is not None else "pending",
-            f"{std:.4f}" if std is not None else "-",
-            str(r.get("n_gen")),
-            str(r.get("n_ref") or "-"),
-            "standard" if r.get("standard_weights") else f"NON-STANDARD {str(r.get('weights_sha256'))[:12]}",
+            value,
+            f"{r.get('n_gen')}/{r.get('n_ref') or '-'}",
+            weights,
             (r.get("reference") or {}).get("stats_cache", "-"),
             str(r.get("images_per_second", "-")),
         )
@@ -134,7 +130,7 @@ def eval_command(
     without weights, then --protocol (default: the recipe's protocols) on --checkpoint.
     Folder mode (--images DIR --ref DATASET) compares a folder of images with a prepared dataset.
     """
-    from degan_bench.metrics.evaluate import evaluate_images
+    from degan_bench.metrics.evaluate import evaluate_images_many
     from degan_bench.metrics.run_eval import evaluate_run
 
     if (run_dir is None) == (images is None):
@@ -159,10 +155,14 @@ def eval_command(
         records = evaluate_run(run_dir, protocols=protocol, checkpoint=checkpoint, **common)
     else:
         assert images is not None
-        records = [
-            evaluate_images(images, pid, ref=ref, resolution=resolution, subset_rule=subset_rule, **common)
-            for pid in (protocol or ["fid5k_train"])
-        ]
+        records = evaluate_images_many(
+            images,
+            protocol or ["fid5k_train"],
+            ref=ref,
+            resolution=resolution,
+            subset_rule=subset_rule,
+            **common,
+        )
         if out is not None:
             for record in records:
                 append_jsonl(out, record)

@@ -428,9 +428,15 @@ def _folder_batches(files: Sequence[Path], batch_size: int) -> Iterator[torch.Te
         yield torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
 
 
-def evaluate_images(
+def default_device(device: str | torch.device | None) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def evaluate_images_many(
     images: str | Path | np.ndarray,
-    protocol_id: str,
+    protocols: Sequence[str | Protocol],
     *,
     ref: str | None,
     resolution: int | None = None,
@@ -442,11 +448,12 @@ def evaluate_images(
     seed: int | None = None,
     n_gen: int | None = None,
     log: Log | None = None,
-) -> dict[str, Any]:
-    """Evaluate a folder of images (or a uint8 NHWC array) against dataset ``ref``'s reference set.
+) -> list[dict[str, Any]]:
+    """Evaluate a folder of images (or a uint8 NHWC array) against dataset ``ref``'s reference sets.
 
-    The first ``n_gen`` images (sorted by file name) are used, where ``n_gen`` is the protocol's count
-    unless given (a different count derives a non-registered protocol, e.g. ``fid500_train``)."""
+    The first ``n_gen`` images (sorted by file name) are used, where ``n_gen`` is each protocol's
+    count unless given (a different count derives a non-registered protocol, e.g. ``fid500_train``).
+    ``resolution`` (of the prepared reference) defaults to the images' size."""
     if isinstance(images, np.ndarray):
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
             raise DataError(f"images must be uint8 [N, H, W, 3], got {images.dtype} {images.shape}")
@@ -454,22 +461,18 @@ def evaluate_images(
     else:
         files = image_files(Path(images))
         available, size, origin = len(files), _read_rgb(files[0]).shape[0], str(images)
-    protocol = resolve_protocols([protocol_id], seed=seed, n_gen=n_gen)[0]
-    if available < protocol.n_gen:
-        raise DataError(
-            f"{origin} has {available} images; {protocol.id} needs {protocol.n_gen}",
-            fix=f"provide {protocol.n_gen} images, or pass --n-gen {available} (recorded as the non-paper "
-            f"protocol {protocol.derive(n_gen=available).id})",
-        )
-    if protocol.reference is not None and ref is None:
-        raise DataError(f"{protocol.id} compares with a reference dataset", fix="pass --ref DATASET")
+    resolved = resolve_protocols(protocols, seed=seed, n_gen=n_gen)
+    for protocol in resolved:
+        if available < protocol.n_gen:
+            raise DataError(
+                f"{origin} has {available} images; {protocol.id} needs {protocol.n_gen}",
+                fix=f"provide {protocol.n_gen} images, or pass --n-gen {available} (recorded as the "
+                f"non-paper protocol {protocol.derive(n_gen=available).id})",
+            )
+        if protocol.reference is not None and ref is None:
+            raise DataError(f"{protocol.id} compares with a reference dataset", fix="pass --ref DATASET")
     resolution = resolution or int(size)
-    eval_device = (
-        torch.device(device)
-        if device is not None
-        else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    )
-    weights = resolve_protocol_weights([protocol], weights_path, weights_sha256)
+    weights = resolve_protocol_weights(resolved, weights_path, weights_sha256)
 
     def batches_for(p: Protocol) -> Iterator[torch.Tensor]:
         if isinstance(images, np.ndarray):
@@ -484,12 +487,17 @@ def evaluate_images(
         "subset_rule": subset_rule,
     }
     return evaluate_protocols(
-        [protocol],
+        resolved,
         batches_for=batches_for,
         reference_for=lambda kind: load_reference(str(ref), resolution, kind, subset_rule),
         weights=weights,
-        device=eval_device,
+        device=default_device(device),
         batch_size=batch_size,
         context=context,
         log=log,
-    )[0]
+    )
+
+
+def evaluate_images(images: str | Path | np.ndarray, protocol_id: str, **kwargs: Any) -> dict[str, Any]:
+    """Evaluate images under one protocol; see :func:`evaluate_images_many` for the arguments."""
+    return evaluate_images_many(images, [protocol_id], **kwargs)[0]

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from degan_bench.errors import ResumeError
-from degan_bench.metrics.evaluate import Log, evaluate_generator_many, resolve_protocols
+from degan_bench.metrics.evaluate import Log, default_device, evaluate_generator_many, resolve_protocols
 from degan_bench.metrics.protocols import Protocol
 from degan_bench.training.rundir import RunDir
 
@@ -87,11 +87,7 @@ def evaluate_run(
             f"{run.path} is not a run directory (no run.json)", fix="pass a directory under runs/"
         )
     available = list_checkpoints(run.path)
-    eval_device = (
-        torch.device(device)
-        if device is not None
-        else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    )
+    eval_device = default_device(device)
 
     # (checkpoint key) -> {(protocol id, eval seed): (protocol, pending record or None)}
     jobs: dict[str, dict[tuple[str, int], tuple[Protocol, dict[str, Any] | None]]] = {}
