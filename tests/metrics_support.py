@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import types
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,6 +77,16 @@ def small_inception(monkeypatch: pytest.MonkeyPatch) -> None:
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
     monkeypatch.setattr(FeatureExtractorInceptionV3, "INPUT_IMAGE_SIZE", 75)
+
+
+@pytest.fixture
+def single_thread_torch() -> Iterator[None]:
+    """One intra-op thread while a metrics test runs: batches of a few images gain nothing from two,
+    and OpenMP's spin-waiting makes a shared, oversubscribed runner several times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def smooth_images(n: int, size: int, seed: int) -> np.ndarray:

@@ -22,6 +22,7 @@ from degan_bench.metrics.evaluate import (
     evaluate_generator_many,
     evaluate_images,
     latent_batches,
+    pending_notice,
 )
 from degan_bench.metrics.features import TORCH_FIDELITY, feature_model
 from degan_bench.metrics.reference import load_reference, reference_stats
@@ -32,6 +33,8 @@ from degan_bench.training.rundir import RunDir
 standins = metrics_support.standins
 declared_standins = metrics_support.declared_standins
 small_inception = metrics_support.small_inception
+single_thread_torch = metrics_support.single_thread_torch
+pytestmark = pytest.mark.usefixtures("single_thread_torch")
 
 RES = 16
 
@@ -74,7 +77,7 @@ def test_generator_record_is_complete_and_appendable(ready, tmp_path):
     assert record["protocol_record"]["eval_seed"] == 0 and record["protocol_record"]["generator"] == "G_ema"
     assert record["standard_weights"] is False and len(record["protocol_fingerprint"]) == 64
     assert record["images_per_second"] > 0 and record["device"] == "cpu"
-    assert any("rank-deficient" in note for note in record["warnings"])
+    assert any("KID subsets hold 10 images" in note for note in record["warnings"])
     assert any("non-standard" in note for note in record["warnings"])
     # sampled as the official code does, and G's mode is restored
     assert {call[:2] for call in G.calls} == {(1.0, "random")}
@@ -172,6 +175,8 @@ def test_missing_weights_give_a_pending_record_or_a_clear_error(data, monkeypatc
     assert "weights-inception-2015-12-05-6726825d.pth" in record["reason"] and "\n" not in record["reason"]
     assert record["protocol_record"]["n_gen"] == 5000
     json.dumps(record)
+    notice = pending_notice(record)
+    assert "\n" not in notice and "kid5k_train left pending" in notice and "degan-bench eval" in notice
     assert G.calls == []  # nothing was generated
     with pytest.raises(WeightsError, match="are not available"):
         evaluate_generator(G, "kid5k_train", dataset="tiny", resolution=RES)

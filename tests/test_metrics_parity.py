@@ -23,6 +23,8 @@ from degan_bench.metrics.evaluate import evaluate_images, evaluate_images_many
 standins = metrics_support.standins
 declared_standins = metrics_support.declared_standins
 small_inception = metrics_support.small_inception
+single_thread_torch = metrics_support.single_thread_torch
+pytestmark = pytest.mark.usefixtures("single_thread_torch")
 
 N = 24
 REL = 1e-3
@@ -98,6 +100,7 @@ def test_fid_kid_is_match_torch_fidelity(image_sets, data, declared_standins, sm
     assert ours["fid"]["value"] > 1e-2 and ours["kid"]["value"] > 1e-6 and ours["is"]["value"] > 1.001
     assert [r["protocol"] for r in records] == ["fid24_train", "kid24_train", "is24"]
     assert ours["kid"]["kid_subset_size"] == N
+    assert any("rank-deficient" in note for note in ours["fid"]["warnings"])
     for record in records:
         assert record["weights_sha256"] == declared_standins.tf_sha256 and record["standard_weights"] is False
         assert record["protocol_record"]["inception_input_size"] == 75

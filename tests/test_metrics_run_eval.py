@@ -25,6 +25,8 @@ from degan_bench.training.rundir import RunDir, RunInfo
 standins = metrics_support.standins
 declared_standins = metrics_support.declared_standins
 small_inception = metrics_support.small_inception
+single_thread_torch = metrics_support.single_thread_torch
+pytestmark = pytest.mark.usefixtures("single_thread_torch")
 
 RES = 16
 RECIPE = {

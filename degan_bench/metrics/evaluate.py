@@ -158,7 +158,10 @@ def generated_batches(
         else []
     )
     with torch.random.fork_rng(devices=cuda_devices), torch.no_grad():
-        torch.manual_seed(seed)
+        torch.random.default_generator.manual_seed(seed)
+        if device.type == "cuda":
+            with torch.cuda.device(device):
+                torch.cuda.manual_seed(seed)  # this device only: other GPUs' streams stay untouched
         for z in latent_batches(n, z_dim, batch_size, seed):
             c = next(conditions) if conditions is not None else torch.zeros(len(z), 0)
             images = G(z.to(device), c.to(device), truncation_psi=truncation_psi, noise_mode=noise_mode)
@@ -219,20 +222,35 @@ def _score(
     }
 
 
-def _warnings(protocol: Protocol, weights: ResolvedWeights, n_ref: int | None) -> list[str]:
+def _warnings(
+    protocol: Protocol, weights: ResolvedWeights, n_ref: int | None, score: dict[str, Any]
+) -> list[str]:
     notes = []
     if not weights.standard:
         notes.append(f"non-standard Inception weights (sha256 {weights.sha256}): not comparable with papers")
     if not protocol.registered:
         notes.append(f"derived protocol ({protocol.n_gen} generated images): not a paper protocol")
-    if protocol.metric != "is":
+    if protocol.metric == "fid":
         for what, n in (("reference", n_ref), ("generated set", protocol.n_gen)):
             if n is not None and n < RANK_WARNING_N:
                 notes.append(
                     f"{what} has {n} < {RANK_WARNING_N} images: the 2048-d feature covariance is "
-                    "rank-deficient (FID is biased and noisy; KID is the better comparison)"
+                    "rank-deficient (FID is biased and noisy; compare KID too)"
                 )
+    if protocol.metric == "kid" and score["kid_subset_size"] < protocol.kid_subset_size_max:
+        notes.append(
+            f"KID subsets hold {score['kid_subset_size']} images (capped to the data, "
+            f"not {protocol.kid_subset_size_max})"
+        )
     return notes
+
+
+def pending_notice(record: dict[str, Any]) -> str:
+    """The one line to show when a metric had to be left pending (training, demo)."""
+    return (
+        f"{record['protocol']} left pending: {record.get('reason')} -- the run is kept; "
+        "`degan-bench eval RUN_DIR` computes it once the weights are available"
+    )
 
 
 def evaluate_protocols(
@@ -310,7 +328,7 @@ def evaluate_protocols(
                     "device": device_name(device),
                     "batch_size": batch_size,
                     "versions": {**library_versions(), "degan-bench": __version__},
-                    "warnings": _warnings(p, w, stats.n if stats else None),
+                    "warnings": _warnings(p, w, stats.n if stats else None, score),
                     **context,
                 }
     return [results[id(p)] for p in protocols]

@@ -72,6 +72,12 @@ class FeatureModel:
         else:
             raise ValueError(f"unknown feature extractor {extractor!r}")
 
+    def close(self) -> None:
+        """Release the resize threads (clean-fid path); the model itself is freed with the object."""
+        pool = getattr(self, "_pool", None)
+        if pool is not None:
+            pool.shutdown(wait=False)
+
     @property
     def input_size(self) -> int:
         """The square size images are resized to before the network (299 for the standard protocols)."""
@@ -133,6 +139,6 @@ def feature_model(
     key = (extractor, *sorted(layers), str(weights.path), weights.sha256, str(device))
     if key not in _MODELS:
         if len(_MODELS) >= 2:
-            _MODELS.pop(next(iter(_MODELS)))
+            _MODELS.pop(next(iter(_MODELS))).close()
         _MODELS[key] = FeatureModel(extractor, sorted(layers), weights, device)
     return _MODELS[key]

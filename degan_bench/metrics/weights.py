@@ -11,9 +11,16 @@ Resolution order for a weights file (never a silent fallback to anything else):
 
 A local file whose sha256 is not the standard one is rejected, unless the caller declares it
 non-standard by giving its sha256 (``declared_sha256=`` / ``--weights-sha256`` /
-``$DEGAN_BENCH_INCEPTION_SHA256``). Then it is used, and every record made with it carries that
-hash and ``standard_weights: false``, so tables refuse to compare it with standard results. Tests
-and offline smoke runs use this route with a seeded stand-in (:mod:`degan_bench.metrics.standin`).
+``$DEGAN_BENCH_INCEPTION_SHA256``; several hashes may be given, comma-separated, when a folder holds
+two such files). Then it is used, and every record made with it carries that hash and
+``standard_weights: false``, so tables refuse to compare it with standard results. Tests and offline
+smoke runs use this route with a seeded stand-in (:mod:`degan_bench.metrics.standin`).
+
+The torch-fidelity file's full sha256 is not published by torch-fidelity (``torch.hub`` loads it with
+``check_hash=False``). The value below is the one independent projects recorded for that release
+asset (95,628,359 bytes); its first eight hex digits equal the ``6726825d`` torch.hub hash prefix in
+the file name, which is the part torch-fidelity itself vouches for. A download that does not match
+is rejected, and every record stores the hash of the file actually used.
 """
 
 from __future__ import annotations
