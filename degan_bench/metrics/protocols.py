@@ -43,6 +43,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -306,8 +307,32 @@ UPSTREAM_NAMES: dict[str, str] = {
 }
 
 
+_DERIVED_ID = re.compile(r"^(?P<metric>fid|kid)(?P<count>\d+k?)_(?P<reference>train|full|test)(?P<clean>_clean)?$"
+                         r"|^is(?P<is_count>\d+k?)$")
+
+
+def _derived(protocol_id: str) -> Protocol | None:
+    """``kid500_train`` -> ``kid5k_train`` derived with 500 generated images (``registered: false``)."""
+    match = _DERIVED_ID.match(protocol_id)
+    if match is None:
+        return None
+    count = match["count"] or match["is_count"]
+    n_gen = int(count[:-1]) * 1000 if count.endswith("k") else int(count)
+    if match["is_count"] is not None:
+        metric, reference, resizer = "is", None, "tf1_bilinear"
+    else:
+        metric, reference = match["metric"], match["reference"]
+        resizer = "clean_pil_bicubic" if match["clean"] else "tf1_bilinear"
+    for protocol in PROTOCOLS.values():
+        if (protocol.metric, protocol.reference, protocol.resizer) == (metric, reference, resizer) and n_gen >= 2:
+            derived = protocol.derive(n_gen=n_gen)
+            return derived if derived.id == protocol_id else None
+    return None
+
+
 def get_protocol(protocol_id: str) -> Protocol:
-    """The registered protocol ``protocol_id``; a one-line error with the right id otherwise."""
+    """The registered protocol ``protocol_id``, or a registered one derived with another generated count
+    (``kid500_train``, for smoke runs; marked ``registered: false``); a one-line error otherwise."""
     if protocol_id in PROTOCOLS:
         return PROTOCOLS[protocol_id]
     if protocol_id in UPSTREAM_NAMES:
@@ -316,6 +341,9 @@ def get_protocol(protocol_id: str) -> Protocol:
             f"protocol {protocol_id!r} is an upstream metric name, not a degan-bench protocol id",
             fix=f"use {target!r} ({PROTOCOLS[target].description})",
         )
+    derived = _derived(protocol_id)
+    if derived is not None:
+        return derived
     hint = did_you_mean(protocol_id, PROTOCOLS)
     raise RecipeError(
         f"unknown protocol {protocol_id!r}",
