@@ -187,6 +187,7 @@ def _validate(raw: dict[str, Any], source: str) -> ResolvedRecipe:
     recipe = from_dict(Recipe, raw, source=source)
     recipe.method_args = to_dict(method_cfg)
     _check_dataset(recipe.dataset, source)
+    _check_protocols(recipe.evaluation.protocols, source)
     data = to_dict(recipe)
     data.pop("method_args")
     if recipe.method_args:
@@ -201,6 +202,16 @@ def _check_dataset(name: str, source: str) -> None:
         get_dataset_spec(name)
     except DeganError as err:
         raise RecipeError(f"{source}: dataset: {err}") from None
+
+
+def _check_protocols(protocols: list[str], source: str) -> None:
+    from degan_bench.metrics.protocols import get_protocol
+
+    for protocol in protocols:
+        try:
+            get_protocol(protocol)
+        except DeganError as err:
+            raise RecipeError(f"{source}: evaluation.protocols: {err}") from None
 
 
 def resolve_file(path: Path, preset: str = "paper", overrides: tuple[str, ...] | list[str] = ()) -> ResolvedRecipe:
