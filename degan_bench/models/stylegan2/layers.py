@@ -77,27 +77,29 @@ def make_fir_filter(taps: Sequence[float] = (1, 3, 3, 1)) -> torch.Tensor:
 
 
 def _depthwise(f: torch.Tensor, channels: int, dtype: torch.dtype) -> torch.Tensor:
-    return f.to(dtype)[None, None].expand(channels, 1, *f.shape)
+    return (
+        f.to(dtype)[None, None].expand(channels, 1, *f.shape).contiguous()
+    )  # a real tensor for every backend
 
 
 # The FIR ops are depthwise (groups = channels) convolutions with a constant filter. PyTorch's
-# generic double backward of a grouped convolution also computes the (unneeded) filter gradient,
-# one small convolution per channel, which made R1 ~10x slower than the forward pass on the CPU.
-# These two Functions are each other's adjoint, so first and second derivatives are again depthwise
-# FIR convolutions and the filter never gets a gradient.
+# generic double backward of a grouped convolution also computes the (unneeded) filter gradient as
+# one small convolution per channel: hundreds of calls per FIR op in R1 / path-length backward
+# passes. These two Functions are each other's adjoint, so first and second derivatives are again
+# depthwise FIR convolutions and the filter never gets a gradient.
 
 
 class _FIRConv(torch.autograd.Function):
     """Depthwise ``conv2d(x, f, stride, pad)``; the gradient is the transposed operation."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, f: torch.Tensor, stride: int, pad: int) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, x: torch.Tensor, f: torch.Tensor, stride: int, pad: int) -> torch.Tensor:
         ctx.save_for_backward(f)
         ctx.stride, ctx.pad, ctx.in_size = stride, pad, x.shape[2:]
         return F.conv2d(x, _depthwise(f, x.shape[1], x.dtype), stride=stride, padding=pad, groups=x.shape[1])
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+    def backward(ctx, grad: torch.Tensor):
         (f,) = ctx.saved_tensors
         taps = f.shape[0]
         # output_padding restores the input size lost to the stride's floor division
@@ -112,7 +114,7 @@ class _FIRConvTranspose(torch.autograd.Function):
     """Depthwise ``conv_transpose2d(x, f, stride, pad, output_padding)``; the gradient is ``_FIRConv``."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, f: torch.Tensor, stride: int, pad: int, extra: tuple[int, int]):  # type: ignore[override]
+    def forward(ctx, x: torch.Tensor, f: torch.Tensor, stride: int, pad: int, extra: tuple[int, int]):
         ctx.save_for_backward(f)
         ctx.stride, ctx.pad = stride, pad
         weight = _depthwise(f, x.shape[1], x.dtype)
@@ -121,7 +123,7 @@ class _FIRConvTranspose(torch.autograd.Function):
         )
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+    def backward(ctx, grad: torch.Tensor):
         (f,) = ctx.saved_tensors
         return _FIRConv.apply(grad, f, ctx.stride, ctx.pad), None, None, None, None
 
