@@ -77,29 +77,72 @@ def make_fir_filter(taps: Sequence[float] = (1, 3, 3, 1)) -> torch.Tensor:
 
 
 def _depthwise(f: torch.Tensor, channels: int, dtype: torch.dtype) -> torch.Tensor:
-    return f.to(dtype)[None, None].expand(channels, 1, *f.shape)
+    return (
+        f.to(dtype)[None, None].expand(channels, 1, *f.shape).contiguous()
+    )  # a real tensor for every backend
+
+
+# The FIR ops are depthwise (groups = channels) convolutions with a constant filter. PyTorch's
+# generic double backward of a grouped convolution also computes the (unneeded) filter gradient as
+# one small convolution per channel: hundreds of calls per FIR op in R1 / path-length backward
+# passes. These two Functions are each other's adjoint, so first and second derivatives are again
+# depthwise FIR convolutions and the filter never gets a gradient.
+
+
+class _FIRConv(torch.autograd.Function):
+    """Depthwise ``conv2d(x, f, stride, pad)``; the gradient is the transposed operation."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, f: torch.Tensor, stride: int, pad: int) -> torch.Tensor:
+        ctx.save_for_backward(f)
+        ctx.stride, ctx.pad, ctx.in_size = stride, pad, x.shape[2:]
+        return F.conv2d(x, _depthwise(f, x.shape[1], x.dtype), stride=stride, padding=pad, groups=x.shape[1])
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (f,) = ctx.saved_tensors
+        taps = f.shape[0]
+        # output_padding restores the input size lost to the stride's floor division
+        extra = [
+            n - ((m - 1) * ctx.stride - 2 * ctx.pad + taps)
+            for n, m in zip(ctx.in_size, grad.shape[2:], strict=True)
+        ]
+        return _FIRConvTranspose.apply(grad, f, ctx.stride, ctx.pad, tuple(extra)), None, None, None
+
+
+class _FIRConvTranspose(torch.autograd.Function):
+    """Depthwise ``conv_transpose2d(x, f, stride, pad, output_padding)``; the gradient is ``_FIRConv``."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, f: torch.Tensor, stride: int, pad: int, extra: tuple[int, int]):
+        ctx.save_for_backward(f)
+        ctx.stride, ctx.pad = stride, pad
+        weight = _depthwise(f, x.shape[1], x.dtype)
+        return F.conv_transpose2d(
+            x, weight, stride=stride, padding=pad, output_padding=extra, groups=x.shape[1]
+        )
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (f,) = ctx.saved_tensors
+        return _FIRConv.apply(grad, f, ctx.stride, ctx.pad), None, None, None, None
 
 
 def fir_blur(x: torch.Tensor, f: torch.Tensor, pad: int, gain: float = 1.0) -> torch.Tensor:
     """Filter every channel with ``f * gain`` after zero-padding ``pad`` pixels on each side."""
-    channels = x.shape[1]
-    return F.conv2d(x, _depthwise(f * gain, channels, x.dtype), padding=pad, groups=channels)
+    return _FIRConv.apply(x, f * gain, 1, pad)
 
 
 def fir_upsample2d(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
     """2x upsampling: zero-insertion, then the FIR filter with gain 4 (keeps the mean). H -> 2H."""
-    channels, taps = x.shape[1], f.shape[0]
     # A stride-2 transposed convolution with the filter is zero-insertion followed by a full
     # convolution (2H + taps - 2 samples); cropping taps/2 - 1 per side keeps the centred 2H.
-    return F.conv_transpose2d(
-        x, _depthwise(f * 4, channels, x.dtype), stride=2, padding=taps // 2 - 1, groups=channels
-    )
+    return _FIRConvTranspose.apply(x, f * 4, 2, f.shape[0] // 2 - 1, (0, 0))
 
 
 def fir_downsample2d(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
     """2x downsampling: the FIR filter, then every other pixel. H -> H/2."""
-    channels, taps = x.shape[1], f.shape[0]
-    return F.conv2d(x, _depthwise(f, channels, x.dtype), stride=2, padding=taps // 2 - 1, groups=channels)
+    return _FIRConv.apply(x, f, 2, f.shape[0] // 2 - 1)
 
 
 # ------------------------------------------------------------------------------------------------
