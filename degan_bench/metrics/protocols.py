@@ -171,6 +171,9 @@ class Protocol:
         if n_gen is not None and n_gen != self.n_gen:
             changes["n_gen"] = n_gen
             changes["id"] = canonical_id(self.metric, n_gen, self.reference, self.resizer)
+            changes["description"] = self.description.replace(
+                f"{count_label(self.n_gen)} generated", f"{count_label(n_gen)} generated (derived, not a paper protocol)"
+            )
             changes["registered"] = False
             if self.metric == "is":
                 changes["is_splits"] = min(self.is_splits, n_gen)

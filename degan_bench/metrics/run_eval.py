@@ -135,6 +135,10 @@ def evaluate_run(
         for result, (_protocol, pending_record) in zip(results, items.values(), strict=True):
             result.update(checkpoint=key, checkpoint_file=path.name, kimg=checkpoint_kimg(path))
             if pending_record is not None:
+                # Keep what the pending record stood for (last / best / selection) so tables find it.
+                for label in ("checkpoint", "purpose", "selection", "cur_nimg"):
+                    if label in pending_record:
+                        result[label] = pending_record[label]
                 result["fills_pending"] = pending_record.get("timestamp")
                 if result["kimg"] is None:
                     result["kimg"] = pending_record.get("kimg")

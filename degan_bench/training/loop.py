@@ -572,7 +572,8 @@ def _evaluate_headline(setup: TrainingSetup, G_ema: Any, prog: Progress, recipe:
     setup.run.append_metric(record)
     seconds = time.time() - start
     if record.get("status") != "ok":
-        log(f"{protocol}: pending ({record.get('pending_reason', 'unavailable')})")
+        log(f"{protocol} left pending: {record.get('reason', 'unavailable')} -- the run is kept; "
+            f"`degan-bench eval {setup.run.path}` fills it in once the weights are available")
         return False, seconds
     log(f"{protocol} = {record['value']:.4f} at kimg {prog.cur_nimg / 1000:.1f}")
     if not recipe.evaluation.select_best:

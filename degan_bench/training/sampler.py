@@ -58,7 +58,7 @@ class RealImageSampler:
         self._flip_gen = torch.Generator().manual_seed(seed * 7919 + 17)
         self._labels = None if labels is None else torch.as_tensor(np.asarray(labels), dtype=torch.long)
         if images.nbytes <= DEVICE_RESIDENT_BYTES:
-            self._images: Any = torch.from_numpy(np.ascontiguousarray(images)).to(device)
+            self._images: Any = torch.from_numpy(np.array(images, copy=True)).to(device)
             self._executor = None
         else:
             self._images = images
