@@ -18,8 +18,8 @@ test: install  ## run the test suite (CPU only, ~10 minutes on 2 cores)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 lint: install  ## ruff
-	$(VENV)/bin/ruff check degan_bench tests
-	$(VENV)/bin/ruff format --check degan_bench tests
+	$(VENV)/bin/ruff check degan_bench tests benchmarks
+	$(VENV)/bin/ruff format --check degan_bench tests benchmarks
 
 .PHONY: demo bench
 

@@ -1,6 +1,6 @@
 """Training throughput of a recipe through the real training loop: img/s, sec/kimg, peak memory.
 
-    PYTHONPATH=. python benchmarks/bench_train.py                               # stylegan2 obama-100 (256 px, paper)
+    PYTHONPATH=. python benchmarks/bench_train.py          # stylegan2 obama-100 (256 px, paper recipe)
     PYTHONPATH=. python benchmarks/bench_train.py diffaugment obama-100 --device cuda --minibatches 60
     PYTHONPATH=. python benchmarks/bench_train.py ada ffhq-2k --set performance.amp=bf16 --json out.json
 
@@ -29,14 +29,20 @@ from degan_bench.training.runner import plan_run, select_device
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("method", nargs="?", default="stylegan2")
     parser.add_argument("dataset", nargs="?", default="obama-100")
     parser.add_argument("--preset", default="paper")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--minibatches", type=int, default=None, help="timed minibatches (default: 40 GPU, 3 CPU)")
-    parser.add_argument("--warmup", type=int, default=None, help="untimed minibatches (default: 10 GPU, 1 CPU)")
+    parser.add_argument(
+        "--minibatches", type=int, default=None, help="timed minibatches (default: 40 GPU, 3 CPU)"
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=None, help="untimed minibatches (default: 10 GPU, 1 CPU)"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the result here")
     args = parser.parse_args()
 
@@ -48,14 +54,22 @@ def main() -> None:
     batch = base.recipe.training.batch
     # Ticks at the warm-up boundary and at the end give exactly the timed window.
     kimg_per_tick = warmup * batch / 1000 if warmup else timed * batch / 1000
-    resolved = resolve_recipe(args.method, args.dataset, args.preset, [
-        *args.overrides,
-        f"training.kimg={(warmup + timed) * batch / 1000}",
-        f"training.kimg_per_tick={max(kimg_per_tick, 1e-3)}",
-        "training.snapshot_ticks=1000000", "training.image_snapshot_ticks=1000000",
-    ])
+    resolved = resolve_recipe(
+        args.method,
+        args.dataset,
+        args.preset,
+        [
+            *args.overrides,
+            f"training.kimg={(warmup + timed) * batch / 1000}",
+            f"training.kimg_per_tick={max(kimg_per_tick, 1e-3)}",
+            "training.snapshot_ticks=1000000",
+            "training.image_snapshot_ticks=1000000",
+        ],
+    )
     resolution = resolved.recipe.data.resolution
-    images = np.random.RandomState(0).randint(0, 256, (max(batch * 4, 64), resolution, resolution, 3), dtype=np.uint8)
+    images = np.random.RandomState(0).randint(
+        0, 256, (max(batch * 4, 64), resolution, resolution, 3), dtype=np.uint8
+    )
     dataset = PreparedDataset(name=args.dataset, split="train", images=images)
     console = Console(quiet=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -63,21 +77,41 @@ def main() -> None:
         if cuda:
             torch.cuda.reset_peak_memory_stats(device)
         started = time.time()
-        result = train(TrainingSetup(resolved=resolved, seed=0, run=plan.run, device=device, dataset=dataset,
-                                     console=console, evaluator=None, tensorboard=False, handle_signals=False))
+        result = train(
+            TrainingSetup(
+                resolved=resolved,
+                seed=0,
+                run=plan.run,
+                device=device,
+                dataset=dataset,
+                console=console,
+                evaluator=None,
+                tensorboard=False,
+                handle_signals=False,
+            )
+        )
         wall = time.time() - started
     ticks = result.ticks
     timed_ticks = ticks[1:] if warmup else ticks
     seconds = sum(t["sec_per_tick"] for t in timed_ticks)
     images_timed = sum(t["sec_per_tick"] * t["img_per_sec"] for t in timed_ticks)
     report = {
-        "recipe": f"{args.method}/{args.dataset}", "preset": args.preset, "overrides": args.overrides,
-        "recipe_hash": resolved.short_hash, "resolution": resolution, "batch": batch,
-        "device": torch.cuda.get_device_name(device) if cuda else f"cpu ({platform.processor() or 'x86_64'}, "
-                                                                     f"{torch.get_num_threads()} threads)",
-        "torch": torch.__version__, "amp": resolved.recipe.performance.amp,
-        "compile": resolved.recipe.performance.compile, "warmup_minibatches": warmup, "timed_minibatches": timed,
-        "img_per_sec": images_timed / seconds, "sec_per_kimg": seconds / (images_timed / 1000),
+        "recipe": f"{args.method}/{args.dataset}",
+        "preset": args.preset,
+        "overrides": args.overrides,
+        "recipe_hash": resolved.short_hash,
+        "resolution": resolution,
+        "batch": batch,
+        "device": torch.cuda.get_device_name(device)
+        if cuda
+        else f"cpu ({platform.processor() or 'x86_64'}, {torch.get_num_threads()} threads)",
+        "torch": torch.__version__,
+        "amp": resolved.recipe.performance.amp,
+        "compile": resolved.recipe.performance.compile,
+        "warmup_minibatches": warmup,
+        "timed_minibatches": timed,
+        "img_per_sec": images_timed / seconds,
+        "sec_per_kimg": seconds / (images_timed / 1000),
         "peak_gpu_mem_gb": max((t["gpu_mem_gb"] for t in ticks), default=0.0),
         "peak_cpu_mem_gb": max((t["cpu_mem_gb"] for t in ticks), default=0.0),
         "wall_seconds": wall,

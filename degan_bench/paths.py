@@ -3,7 +3,7 @@
 - data root: ``$DEGAN_BENCH_DATA``, default ``<user cache>/degan-bench/data``
 - runs dir: ``$DEGAN_BENCH_RUNS``, default ``./runs``
 - recipes: ``$DEGAN_BENCH_RECIPES``, default ``recipes/`` of the checkout
-- cache (reference statistics, downloaded weights): ``$DEGAN_BENCH_CACHE``, default ``<user cache>/degan-bench``
+- cache (reference statistics, weights): ``$DEGAN_BENCH_CACHE``, default ``<user cache>/degan-bench``
 """
 
 from __future__ import annotations

@@ -115,7 +115,10 @@ def _convert(value: Any, tp: Any, path: str, source: str | None) -> Any:
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(value) != len(args):
                 raise _fail(source, path, f"expected {len(args)} items, got {len(value)}")
-            items = [_convert(v, a, f"{path}[{i}]", source) for i, (v, a) in enumerate(zip(value, args))]
+            items = [
+                _convert(v, a, f"{path}[{i}]", source)
+                for i, (v, a) in enumerate(zip(value, args, strict=True))
+            ]
         else:
             item_tp = args[0] if args else Any
             items = [_convert(v, item_tp, f"{path}[{i}]", source) for i, v in enumerate(value)]
@@ -185,7 +188,9 @@ def from_dict(cls: type[T], data: Any, *, path: str = "", source: str | None = N
             _check_range(value, f.metadata, key_path, source)
             kwargs[name] = value
         elif f.default is _MISSING and f.default_factory is _MISSING:
-            raise _fail(source, key_path, "is required", f"add '{key_path}: ...' ({f.metadata.get('help', '')})")
+            raise _fail(
+                source, key_path, "is required", f"add '{key_path}: ...' ({f.metadata.get('help', '')})"
+            )
     obj = cls(**kwargs)
     check = getattr(obj, "check", None)
     if callable(check):

@@ -24,11 +24,24 @@ from degan_bench.training.rundir import RunDir
 # random mirroring, EMA with a start delay; 4 kimg per tick = 5 minibatches of 8 at 0.04 kimg per tick.
 TINY = [
     "data.resolution=16",
-    "model.z_dim=16", "model.w_dim=16", "model.mapping_layers=2", "model.channel_base=128", "model.channel_max=16",
-    "training.batch=8", "training.batch_gpu=4", "training.kimg=0.16", "training.kimg_per_tick=0.04",
-    "training.snapshot_ticks=1", "training.image_snapshot_ticks=2", "training.ema_kimg=0.02",
-    "training.ema_start_kimg=0.016", "training.grid_size=[4,2]",
-    "loss.r1_interval=2", "loss.pl_weight=2", "loss.pl_interval=2", "loss.style_mixing_prob=0.9",
+    "model.z_dim=16",
+    "model.w_dim=16",
+    "model.mapping_layers=2",
+    "model.channel_base=128",
+    "model.channel_max=16",
+    "training.batch=8",
+    "training.batch_gpu=4",
+    "training.kimg=0.16",
+    "training.kimg_per_tick=0.04",
+    "training.snapshot_ticks=1",
+    "training.image_snapshot_ticks=2",
+    "training.ema_kimg=0.02",
+    "training.ema_start_kimg=0.016",
+    "training.grid_size=[4,2]",
+    "loss.r1_interval=2",
+    "loss.pl_weight=2",
+    "loss.pl_interval=2",
+    "loss.style_mixing_prob=0.9",
 ]
 
 
@@ -37,8 +50,15 @@ def tiny_recipe(*extra: str) -> Any:
 
 
 def run_tiny(out: Path, *extra: str, **kwargs: Any):
-    return execute_run(tiny_recipe(*extra), seed=kwargs.pop("seed", 3), out=out, evaluate=False,
-                       handle_signals=False, tensorboard=False, **kwargs)
+    return execute_run(
+        tiny_recipe(*extra),
+        seed=kwargs.pop("seed", 3),
+        out=out,
+        evaluate=False,
+        handle_signals=False,
+        tensorboard=False,
+        **kwargs,
+    )
 
 
 def state(path: Path) -> dict[str, Any]:
@@ -83,7 +103,9 @@ def test_run_directory_contents(tmp_path: Path) -> None:
 
 def test_resume_is_bit_identical_to_a_straight_run(tmp_path: Path) -> None:
     straight = run_tiny(tmp_path / "straight")
-    stopped = run_tiny(tmp_path / "resumed", stop_at_nimg=48)  # a tick boundary: ticks end at 8, 48, 88, ... images
+    stopped = run_tiny(
+        tmp_path / "resumed", stop_at_nimg=48
+    )  # a tick boundary: ticks end at 8, 48, 88, ... images
     assert stopped is not None and stopped.status == "stopped" and stopped.cur_nimg == 48
     assert json.loads((tmp_path / "resumed" / "run.json").read_text())["status"] == "stopped"
     resumed = run_tiny(tmp_path / "resumed", resume="auto")
@@ -104,7 +126,7 @@ def test_resume_is_bit_identical_to_a_straight_run(tmp_path: Path) -> None:
 def test_existing_run_directory_needs_resume_and_same_recipe(tmp_path: Path) -> None:
     out = tmp_path / "run"
     run_tiny(out, stop_at_nimg=40)
-    with pytest.raises(ResumeError, match="already exists.*--resume auto"):
+    with pytest.raises(ResumeError, match=r"already exists.*--resume auto"):
         run_tiny(out)
     with pytest.raises(ResumeError, match=r"recipe differs: training\.g_lr: 0\.002 -> 0\.001.*--force"):
         run_tiny(out, "training.g_lr=0.001", resume="auto")
@@ -125,28 +147,47 @@ def test_evaluation_keeps_best_and_reevaluates_it_with_fresh_seeds(tmp_path: Pat
 
     def evaluator(G, protocol, *, seed, on_missing_weights, **kwargs):
         calls.append(seed)
-        return {"protocol": protocol, "metric": "fid", "status": "ok", "value": next(values),
-                "protocol_record": {"reference_split": "train"}}
+        return {
+            "protocol": protocol,
+            "metric": "fid",
+            "status": "ok",
+            "value": next(values),
+            "protocol_record": {"reference_split": "train"},
+        }
 
     recipe = tiny_recipe("evaluation.interval_kimg=0.04", "evaluation.protocols=[fid5k_train]")
-    result = execute_run(recipe, seed=0, out=tmp_path / "run", evaluator=evaluator, handle_signals=False,
-                         tensorboard=False)
+    result = execute_run(
+        recipe, seed=0, out=tmp_path / "run", evaluator=evaluator, handle_signals=False, tensorboard=False
+    )
     assert result is not None and result.status == "complete"
     records = RunDir(tmp_path / "run").read_metrics()
     assert [r["purpose"] for r in records] == ["selection"] * 3 + ["last", "best"]
     assert records[-1]["checkpoint"] == "best" and records[-1]["selection"]["value"] == 3.0
     assert records[-1]["value"] == 2.5 and calls[-1] == 1  # fresh evaluation seeds for the reported best
     best = state(tmp_path / "run" / "checkpoints" / "best.pt")
-    assert best["cur_nimg"] == 88 and best["best"]["value"] == 3.0  # evaluations at 48, 88, 128 and 160 images
+    assert (
+        best["cur_nimg"] == 88 and best["best"]["value"] == 3.0
+    )  # evaluations at 48, 88, 128 and 160 images
 
 
 def test_missing_weights_leave_the_metric_pending(tmp_path: Path) -> None:
     def evaluator(G, protocol, **kwargs):
-        return {"protocol": protocol, "metric": "fid", "status": "pending", "value": None,
-                "pending_reason": "weights not found"}
+        return {
+            "protocol": protocol,
+            "metric": "fid",
+            "status": "pending",
+            "value": None,
+            "pending_reason": "weights not found",
+        }
 
-    result = execute_run(tiny_recipe("evaluation.protocols=[kid500_train]"), seed=0, out=tmp_path / "run",
-                         evaluator=evaluator, handle_signals=False, tensorboard=False)
+    result = execute_run(
+        tiny_recipe("evaluation.protocols=[kid500_train]"),
+        seed=0,
+        out=tmp_path / "run",
+        evaluator=evaluator,
+        handle_signals=False,
+        tensorboard=False,
+    )
     assert result is not None and result.status == "complete"
     records = RunDir(tmp_path / "run").read_metrics()
     assert len(records) == 1 and records[0]["status"] == "pending" and records[0]["checkpoint"] == "last"
@@ -157,11 +198,35 @@ def test_missing_weights_leave_the_metric_pending(tmp_path: Path) -> None:
 def test_sigterm_checkpoints_and_exits_cleanly(tmp_path: Path) -> None:
     out = tmp_path / "run"
     sets = [a for s in TINY if not s.startswith("training.kimg=") for a in ("--set", s)]
-    cmd = [sys.executable, "-m", "degan_bench", "run", "stylegan2", "shapes-100", "--preset", "smoke", "--seed", "0",
-           "--out", str(out), "--device", "cpu", "--no-eval", *sets, "--set", "training.kimg=50"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "degan_bench",
+        "run",
+        "stylegan2",
+        "shapes-100",
+        "--preset",
+        "smoke",
+        "--seed",
+        "0",
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--no-eval",
+        *sets,
+        "--set",
+        "training.kimg=50",
+    ]
     repo = Path(__file__).resolve().parent.parent
-    proc = subprocess.Popen(cmd, cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=repo,
+        env={**os.environ, "PYTHONPATH": str(repo)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not (out / "stats.jsonl").exists():
         time.sleep(0.2)

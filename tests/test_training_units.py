@@ -63,11 +63,25 @@ class Doubling(Method):
         return images * 2.0
 
 
-def make_loss(r1_on: str, method_cls: type[Method] = Method, gamma: float = 10.0) -> tuple[StyleGAN2Loss, ToyG, LinearD]:
+def make_loss(
+    r1_on: str, method_cls: type[Method] = Method, gamma: float = 10.0
+) -> tuple[StyleGAN2Loss, ToyG, LinearD]:
     torch.manual_seed(0)
     G, D = ToyG(), LinearD()
-    ctx = MethodContext(G=G, D=D, G_ema=G, device=torch.device("cpu"), resolution=4, num_images=4, batch=4,
-                        batch_gpu=4, total_kimg=1.0, g_lr=0.002, d_lr=0.002, betas=(0.0, 0.99))
+    ctx = MethodContext(
+        G=G,
+        D=D,
+        G_ema=G,
+        device=torch.device("cpu"),
+        resolution=4,
+        num_images=4,
+        batch=4,
+        batch_gpu=4,
+        total_kimg=1.0,
+        g_lr=0.002,
+        d_lr=0.002,
+        betas=(0.0, 0.99),
+    )
     cfg = LossConfig(r1_gamma=gamma, r1_on=r1_on, style_mixing_prob=0.0)
     return StyleGAN2Loss(Networks(G, D, G.synthesis, D), method_cls(None, ctx), cfg), G, D
 
@@ -196,7 +210,10 @@ def test_checkpoints_keep_last_k_and_best(tmp_path: Path) -> None:
         if nimg == 200:
             ckpt.mark_best(run, path)
     found = ckpt.list_checkpoints(run.path)
-    assert sorted(k for k in found if k.startswith("ckpt-")) == [ckpt.checkpoint_name(300), ckpt.checkpoint_name(400)]
+    assert sorted(k for k in found if k.startswith("ckpt-")) == [
+        ckpt.checkpoint_name(300),
+        ckpt.checkpoint_name(400),
+    ]
     assert found["last"].name == ckpt.checkpoint_name(400)
     assert int(ckpt.load_checkpoint(found["best"])["x"]) == 200
 
@@ -214,7 +231,9 @@ def test_process_killed_mid_checkpoint_write_leaves_previous_valid(tmp_path: Pat
         ckpt.save_checkpoint(RunDir({str(run_dir)!r}), {{"cur_nimg": 200, "x": torch.zeros(100000)}}, keep=3)
     """)
     repo = Path(__file__).resolve().parent.parent
-    proc = subprocess.run([sys.executable, "-c", script], cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)})
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)}
+    )
     assert proc.returncode == 9
     found = ckpt.latest_valid_checkpoint(RunDir(run_dir))
     assert found is not None and found[1]["cur_nimg"] == 100

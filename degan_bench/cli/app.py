@@ -37,13 +37,21 @@ def _version(value: bool) -> None:
 def root(
     data_root: Annotated[
         Path | None,
-        typer.Option("--data-root", envvar=DATA_ENV, help="Where prepared datasets live [env DEGAN_BENCH_DATA].",
-                     show_default=False),
+        typer.Option(
+            "--data-root",
+            envvar=DATA_ENV,
+            help="Where prepared datasets live [env DEGAN_BENCH_DATA].",
+            show_default=False,
+        ),
     ] = None,
     runs_dir: Annotated[
         Path | None,
-        typer.Option("--runs-dir", envvar=RUNS_ENV, help="Where run directories go [env DEGAN_BENCH_RUNS, "
-                     "default ./runs].", show_default=False),
+        typer.Option(
+            "--runs-dir",
+            envvar=RUNS_ENV,
+            help="Where run directories go [env DEGAN_BENCH_RUNS, default ./runs].",
+            show_default=False,
+        ),
     ] = None,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")

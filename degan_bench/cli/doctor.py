@@ -43,9 +43,14 @@ def doctor() -> None:
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):
             props = torch.cuda.get_device_properties(i)
-            table.add_row(f"cuda:{i}", f"{props.name}, {props.total_memory / 2**30:.0f} GiB, sm_{props.major}{props.minor}")
+            table.add_row(
+                f"cuda:{i}",
+                f"{props.name}, {props.total_memory / 2**30:.0f} GiB, sm_{props.major}{props.minor}",
+            )
     else:
-        table.add_row("GPU", "[yellow]none visible: training runs on the CPU (smoke presets only are practical)[/]")
+        table.add_row(
+            "GPU", "[yellow]none visible: training runs on the CPU (smoke presets only are practical)[/]"
+        )
     table.add_row("data root", f"{data_root()} ({_free_gb(data_root())})")
     table.add_row("runs dir", f"{runs_dir().resolve()} ({_free_gb(runs_dir().resolve())})")
     table.add_row("cache", f"{cache_dir()} ({_free_gb(cache_dir())})")
@@ -53,8 +58,12 @@ def doctor() -> None:
         from degan_bench.data.prepare import prepared_status
 
         rows = prepared_status()
-        prepared = [f"{r['name']}@{','.join(map(str, r['resolutions']))}" for r in rows if r.get("resolutions")]
-        table.add_row("prepared datasets", ", ".join(prepared) or "none yet (`degan-bench data prepare NAME`)")
+        prepared = [
+            f"{r['name']}@{','.join(map(str, r['resolutions']))}" for r in rows if r.get("resolutions")
+        ]
+        table.add_row(
+            "prepared datasets", ", ".join(prepared) or "none yet (`degan-bench data prepare NAME`)"
+        )
     except ImportError:
         table.add_row("prepared datasets", "unknown")
     try:

@@ -17,24 +17,53 @@ from degan_bench.recipes.schema import PRESETS
 @app.command()
 def run(
     method: Annotated[str, typer.Argument(help="Method: stylegan2, ada, diffaugment, fakeclr, insgen, ...")],
-    dataset: Annotated[str, typer.Argument(help="Dataset: obama-100, animalface-cat, ffhq-1k, shapes-100, ...")],
-    preset: Annotated[str, typer.Option(help=f"{' | '.join(PRESETS)}: paper = the official recipe; short = "
-                                        "same model, fewer kimg; smoke = tiny model for a CPU check.")] = "paper",
+    dataset: Annotated[
+        str, typer.Argument(help="Dataset: obama-100, animalface-cat, ffhq-1k, shapes-100, ...")
+    ],
+    preset: Annotated[
+        str,
+        typer.Option(
+            help=f"{' | '.join(PRESETS)}: paper = the official recipe; short = "
+            "same model, fewer kimg; smoke = tiny model for a CPU check."
+        ),
+    ] = "paper",
     seed: Annotated[int, typer.Option(help="Training seed (runs are recipe hash x seed).", min=0)] = 0,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a recipe key, e.g. --set "
-                                                   "training.kimg=50 (repeatable; validated).")] = None,
-    out: Annotated[Path | None, typer.Option(help="Run directory [default: RUNS_DIR/<method>-<dataset>-"
-                                             "<preset>-s<seed>-<hash>].")] = None,
-    resume: Annotated[str | None, typer.Option(help="'auto' continues the run directory's newest checkpoint; "
-                                               "or a run directory / checkpoint file.")] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", help="Override a recipe key, e.g. --set training.kimg=50 (repeatable; validated)."
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Run directory [default: RUNS_DIR/<method>-<dataset>-<preset>-s<seed>-<hash>]."),
+    ] = None,
+    resume: Annotated[
+        str | None,
+        typer.Option(
+            help="'auto' continues the run directory's newest checkpoint; "
+            "or a run directory / checkpoint file."
+        ),
+    ] = None,
     force: Annotated[bool, typer.Option(help="Resume even if the recipe or seed changed (logged).")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the resolved recipe and plan; do nothing.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the resolved recipe and plan; do nothing.")
+    ] = False,
     device: Annotated[str, typer.Option(help="auto | cuda | cuda:N | cpu")] = "auto",
-    max_minutes: Annotated[float | None, typer.Option(help="Checkpoint and stop cleanly after this many minutes "
-                                                      "(time-limited allocations); continue with --resume auto.",
-                                                      min=0.0)] = None,
-    no_eval: Annotated[bool, typer.Option("--no-eval", help="Skip metric evaluation (fill in later with "
-                                          "`degan-bench eval RUN_DIR`).")] = False,
+    max_minutes: Annotated[
+        float | None,
+        typer.Option(
+            help="Checkpoint and stop cleanly after this many minutes "
+            "(time-limited allocations); continue with --resume auto.",
+            min=0.0,
+        ),
+    ] = None,
+    no_eval: Annotated[
+        bool,
+        typer.Option(
+            "--no-eval", help="Skip metric evaluation (fill in later with `degan-bench eval RUN_DIR`)."
+        ),
+    ] = False,
 ) -> None:
     """Train METHOD on DATASET with its recipe, evaluate under the recipe's protocols, and record the run.
 
@@ -50,13 +79,23 @@ def run(
         console.print(f"# recipe {resolved.source} preset={preset} hash={resolved.hash}", highlight=False)
         console.print(Syntax(resolved.to_yaml(), "yaml", background_color="default"))
         recipe = resolved.recipe
-        console.print(f"run directory: {target}\nseed: {seed}\ntraining: {recipe.training.kimg:g} kimg at "
-                      f"{recipe.data.resolution}px, batch {recipe.training.batch}\nevaluation: "
-                      f"{', '.join(recipe.evaluation.protocols) or 'none'}\n(dry run: nothing was written)",
-                      highlight=False)
+        console.print(
+            f"run directory: {target}\nseed: {seed}\ntraining: {recipe.training.kimg:g} kimg at "
+            f"{recipe.data.resolution}px, batch {recipe.training.batch}\nevaluation: "
+            f"{', '.join(recipe.evaluation.protocols) or 'none'}\n(dry run: nothing was written)",
+            highlight=False,
+        )
         return
     from degan_bench.training.execute import execute_run
 
-    execute_run(resolved, seed=seed, out=out, resume=resume, force=force, device=device,
-                max_seconds=None if max_minutes is None else max_minutes * 60, evaluate=not no_eval,
-                world_size=int(os.environ.get("WORLD_SIZE", "1")))
+    execute_run(
+        resolved,
+        seed=seed,
+        out=out,
+        resume=resume,
+        force=force,
+        device=device,
+        max_seconds=None if max_minutes is None else max_minutes * 60,
+        evaluate=not no_eval,
+        world_size=int(os.environ.get("WORLD_SIZE", "1")),
+    )

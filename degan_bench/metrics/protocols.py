@@ -172,7 +172,8 @@ class Protocol:
             changes["n_gen"] = n_gen
             changes["id"] = canonical_id(self.metric, n_gen, self.reference, self.resizer)
             changes["description"] = self.description.replace(
-                f"{count_label(self.n_gen)} generated", f"{count_label(n_gen)} generated (derived, not a paper protocol)"
+                f"{count_label(self.n_gen)} generated",
+                f"{count_label(n_gen)} generated (derived, not a paper protocol)",
             )
             changes["registered"] = False
             if self.metric == "is":
@@ -310,8 +311,10 @@ UPSTREAM_NAMES: dict[str, str] = {
 }
 
 
-_DERIVED_ID = re.compile(r"^(?P<metric>fid|kid)(?P<count>\d+k?)_(?P<reference>train|full|test)(?P<clean>_clean)?$"
-                         r"|^is(?P<is_count>\d+k?)$")
+_DERIVED_ID = re.compile(
+    r"^(?P<metric>fid|kid)(?P<count>\d+k?)_(?P<reference>train|full|test)(?P<clean>_clean)?$"
+    r"|^is(?P<is_count>\d+k?)$"
+)
 
 
 def _derived(protocol_id: str) -> Protocol | None:
@@ -327,7 +330,11 @@ def _derived(protocol_id: str) -> Protocol | None:
         metric, reference = match["metric"], match["reference"]
         resizer = "clean_pil_bicubic" if match["clean"] else "tf1_bilinear"
     for protocol in PROTOCOLS.values():
-        if (protocol.metric, protocol.reference, protocol.resizer) == (metric, reference, resizer) and n_gen >= 2:
+        if (protocol.metric, protocol.reference, protocol.resizer) == (
+            metric,
+            reference,
+            resizer,
+        ) and n_gen >= 2:
             derived = protocol.derive(n_gen=n_gen)
             return derived if derived.id == protocol_id else None
     return None

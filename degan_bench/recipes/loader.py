@@ -87,8 +87,10 @@ def _load_chain(path: Path, seen: tuple[Path, ...] = ()) -> tuple[dict[str, Any]
             fix = f"did you mean {hint!r}?" if hint else f"presets are {', '.join(PRESETS)}"
             raise RecipeError(f"{path}: presets.{name}: unknown preset", fix=fix)
         if name == "paper":
-            raise RecipeError(f"{path}: presets.paper: 'paper' is the recipe itself and takes no overlay",
-                              fix="put official settings in the recipe body")
+            raise RecipeError(
+                f"{path}: presets.paper: 'paper' is the recipe itself and takes no overlay",
+                fix="put official settings in the recipe body",
+            )
         if not isinstance(overlay, dict):
             raise RecipeError(f"{path}: presets.{name}: expected a mapping")
     if parent is None:
@@ -170,7 +172,9 @@ def _validate(raw: dict[str, Any], source: str) -> ResolvedRecipe:
     raw = copy.deepcopy(raw)
     method_name = raw.get("method")
     if not isinstance(method_name, str):
-        raise RecipeError(f"{source}: method: is required (a method name)", fix=f"one of {', '.join(KNOWN_METHODS)}")
+        raise RecipeError(
+            f"{source}: method: is required (a method name)", fix=f"one of {', '.join(KNOWN_METHODS)}"
+        )
     method_cls = get_method(method_name)
     method_section = raw.pop(method_name, None) if method_name != "method" else None
     for other in KNOWN_METHODS:
@@ -180,7 +184,9 @@ def _validate(raw: dict[str, Any], source: str) -> ResolvedRecipe:
                 fix=f"remove it, or nest it under '{method_name}:' if the method composes it",
             )
     if "method_args" in raw:
-        raise RecipeError(f"{source}: method_args: unknown key", fix=f"put method options under '{method_name}:'")
+        raise RecipeError(
+            f"{source}: method_args: unknown key", fix=f"put method options under '{method_name}:'"
+        )
     model_cfg = parse_model_config(raw.get("model") or {}, source=source)
     raw["model"] = to_dict(model_cfg)
     method_cfg = from_dict(method_cls.Config, method_section, path=method_name, source=source)
@@ -214,11 +220,15 @@ def _check_protocols(protocols: list[str], source: str) -> None:
             raise RecipeError(f"{source}: evaluation.protocols: {err}") from None
 
 
-def resolve_file(path: Path, preset: str = "paper", overrides: tuple[str, ...] | list[str] = ()) -> ResolvedRecipe:
+def resolve_file(
+    path: Path, preset: str = "paper", overrides: tuple[str, ...] | list[str] = ()
+) -> ResolvedRecipe:
     """Resolve one recipe file with a preset and ``--set`` overrides."""
     if preset not in PRESETS:
         hint = did_you_mean(preset, PRESETS)
-        raise RecipeError(f"unknown preset {preset!r}", fix=f"did you mean {hint!r}?" if hint else f"use {PRESETS}")
+        raise RecipeError(
+            f"unknown preset {preset!r}", fix=f"did you mean {hint!r}?" if hint else f"use {PRESETS}"
+        )
     body, presets, files = _load_chain(Path(path))
     source = str(path)
     if preset != "paper":

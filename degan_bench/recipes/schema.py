@@ -42,7 +42,8 @@ class DataConfig:
         "'double' adds a flipped copy of every image (stylegan2-ada --mirror)",
     )
     subset_rule: str | None = param(
-        None, help="subset selection rule for subset datasets (cifar10-10pct, ffhq-1k); None = dataset default"
+        None,
+        help="subset selection rule for subset datasets (cifar10-10pct, ffhq-1k); None = dataset default",
     )
 
     def check(self) -> None:
@@ -102,11 +103,13 @@ class TrainingConfig:
 class EvaluationConfig:
     protocols: list[str] = param(help="metric protocols, e.g. [fid5k_train]; the first is the headline")
     interval_kimg: float | None = param(
-        None, help="evaluate the headline protocol during training every N kimg (None = at the end only)",
+        None,
+        help="evaluate the headline protocol during training every N kimg (None = at the end only)",
         min=0.001,
     )
     select_best: bool = param(
-        True, help="keep a 'best' checkpoint by the headline protocol during training (recorded with its split)"
+        True,
+        help="keep a 'best' checkpoint by the headline protocol during training (recorded with its split)",
     )
 
 

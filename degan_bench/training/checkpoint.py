@@ -39,7 +39,7 @@ def checkpoint_name(cur_nimg: int) -> str:
 def capture_rng_state() -> dict[str, Any]:
     np_state = np.random.get_state()
     state: dict[str, Any] = {
-        "python": list(random.getstate()[1]) + [random.getstate()[0], random.getstate()[2]],
+        "python": [*random.getstate()[1], random.getstate()[0], random.getstate()[2]],
         "numpy": {
             "keys": torch.from_numpy(np_state[1].astype(np.int64)),
             "pos": int(np_state[2]),
@@ -57,8 +57,13 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     random.setstate((py[-2], tuple(py[:-2]), py[-1]))
     np_state = state["numpy"]
     np.random.set_state(
-        ("MT19937", np_state["keys"].numpy().astype(np.uint32), np_state["pos"], np_state["has_gauss"],
-         np_state["cached_gaussian"])
+        (
+            "MT19937",
+            np_state["keys"].numpy().astype(np.uint32),
+            np_state["pos"],
+            np_state["has_gauss"],
+            np_state["cached_gaussian"],
+        )
     )
     torch.set_rng_state(state["torch"])
     cuda_states = state.get("cuda") or []
@@ -126,10 +131,14 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
-        raise ResumeError(f"checkpoint {path} does not exist", fix="list them with `ls RUN/checkpoints`") from None
+        raise ResumeError(
+            f"checkpoint {path} does not exist", fix="list them with `ls RUN/checkpoints`"
+        ) from None
     except Exception as err:  # truncated or foreign file
-        raise ResumeError(f"checkpoint {path} cannot be read ({type(err).__name__})",
-                          fix="delete it to fall back to the previous checkpoint") from None
+        raise ResumeError(
+            f"checkpoint {path} cannot be read ({type(err).__name__})",
+            fix="delete it to fall back to the previous checkpoint",
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT_VERSION:
         raise ResumeError(f"{path} is not a degan-bench checkpoint (format {FORMAT_VERSION})")
     return payload
@@ -146,7 +155,9 @@ def latest_valid_checkpoint(run: RunDir, log: Any = None) -> tuple[Path, dict[st
     return None
 
 
-def load_generator(path: Path | str, device: str | torch.device = "cpu", which: str = "G_ema") -> tuple[nn.Module, dict]:
+def load_generator(
+    path: Path | str, device: str | torch.device = "cpu", which: str = "G_ema"
+) -> tuple[nn.Module, dict]:
     """Rebuild the generator stored in a checkpoint: ``(G module in eval mode, resolved recipe dict)``."""
     from degan_bench.models import build_models, parse_model_config
 

@@ -31,8 +31,11 @@ def init_from_env(device_type: str) -> ProcessGroup:
         return ProcessGroup()
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
-    return ProcessGroup(rank=dist.get_rank(), world_size=dist.get_world_size(),
-                        local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+    return ProcessGroup(
+        rank=dist.get_rank(),
+        world_size=dist.get_world_size(),
+        local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+    )
 
 
 def is_active() -> bool:

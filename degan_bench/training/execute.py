@@ -47,8 +47,10 @@ def execute_run(
     console = console or Console()
     plan = plan_run(resolved, seed, out=out, resume=resume, force=force, console=console)
     if plan.already_complete:
-        console.print(f"{plan.run.path} is already complete; nothing to do (metrics: {plan.run.metrics_path})",
-                      highlight=False)
+        console.print(
+            f"{plan.run.path} is already complete; nothing to do (metrics: {plan.run.metrics_path})",
+            highlight=False,
+        )
         return None
     recipe = resolved.recipe
     ensure_prepared(recipe.dataset, recipe.data.resolution)
@@ -63,9 +65,19 @@ def execute_run(
     if evaluate and evaluator is None:
         evaluator = load_evaluator()
     setup = TrainingSetup(
-        resolved=resolved, seed=seed, run=plan.run, device=dev, dataset=dataset, resume=plan.resume_payload,
-        process=process, console=console, stop_at_nimg=stop_at_nimg, max_seconds=max_seconds,
-        evaluator=evaluator if evaluate else None, tensorboard=tensorboard, handle_signals=handle_signals,
+        resolved=resolved,
+        seed=seed,
+        run=plan.run,
+        device=dev,
+        dataset=dataset,
+        resume=plan.resume_payload,
+        process=process,
+        console=console,
+        stop_at_nimg=stop_at_nimg,
+        max_seconds=max_seconds,
+        evaluator=evaluator if evaluate else None,
+        tensorboard=tensorboard,
+        handle_signals=handle_signals,
     )
     try:
         result = train(setup)
@@ -82,9 +94,12 @@ def execute_run(
         else:
             console.print(
                 f"[yellow]stopped[/] at kimg {result.cur_nimg / 1000:.3f}: continue with "
-                f"`degan-bench run {resolved.method} {resolved.dataset} --preset {resolved.preset} --seed {seed}"
+                f"`degan-bench run {resolved.method} {resolved.dataset} --preset {resolved.preset} "
+                f"--seed {seed}"
                 + "".join(f" --set {o}" for o in resolved.overrides)
-                + (f" --out {out}" if out else "") + " --resume auto`",
-                highlight=False, soft_wrap=True,
+                + (f" --out {out}" if out else "")
+                + " --resume auto`",
+                highlight=False,
+                soft_wrap=True,
             )
     return result

@@ -33,6 +33,7 @@ import torch
 from rich.console import Console
 
 from degan_bench.data.store import PreparedDataset
+from degan_bench.errors import RecipeError
 from degan_bench.methods import get_method
 from degan_bench.methods.base import MethodContext
 from degan_bench.models import build_models
@@ -136,7 +137,9 @@ def lazy_ratio(interval: int, active: bool) -> float:
     return interval / (interval + 1) if active and interval > 1 else 1.0
 
 
-def make_optimizer(params: Any, lr: float, betas: tuple[float, float], eps: float, ratio: float) -> torch.optim.Adam:
+def make_optimizer(
+    params: Any, lr: float, betas: tuple[float, float], eps: float, ratio: float
+) -> torch.optim.Adam:
     return torch.optim.Adam(params, lr=lr * ratio, betas=(betas[0] ** ratio, betas[1] ** ratio), eps=eps)
 
 
@@ -148,7 +151,9 @@ class _Phase:
         self.interval = interval
 
 
-def _label_sampler(dataset: PreparedDataset, c_dim: int, device: torch.device) -> Callable[[int], torch.Tensor]:
+def _label_sampler(
+    dataset: PreparedDataset, c_dim: int, device: torch.device
+) -> Callable[[int], torch.Tensor]:
     """Labels for fakes drawn from the training set's label distribution (as stylegan2-ada does)."""
     if c_dim == 0:
         return lambda n: torch.zeros(n, 0, device=device)
@@ -163,7 +168,7 @@ def _label_sampler(dataset: PreparedDataset, c_dim: int, device: torch.device) -
     return draw
 
 
-def train(setup: TrainingSetup) -> TrainResult:  # noqa: C901 - one readable top-level procedure
+def train(setup: TrainingSetup) -> TrainResult:
     resolved, run, device, proc = setup.resolved, setup.run, setup.device, setup.process
     recipe = resolved.recipe
     tcfg, lcfg, perf = recipe.training, recipe.loss, recipe.performance
@@ -189,20 +194,49 @@ def train(setup: TrainingSetup) -> TrainResult:  # noqa: C901 - one readable top
     batch_rank = tcfg.batch // proc.world_size
     batch_gpu = min(tcfg.batch_gpu or batch_rank, batch_rank)
     if tcfg.batch % proc.world_size or batch_rank % batch_gpu:
-        raise ValueError(
-            f"batch {tcfg.batch} must split into {proc.world_size} processes x rounds of batch_gpu {batch_gpu}"
+        raise RecipeError(
+            f"training.batch {tcfg.batch} does not split into {proc.world_size} processes x rounds of "
+            f"batch_gpu {batch_gpu}",
+            fix="choose batch = processes x k x batch_gpu",
+        )
+    mbstd = getattr(resolved.model, "mbstd_group", 0)
+    if mbstd and batch_gpu % min(mbstd, batch_gpu):
+        raise RecipeError(
+            f"the per-device batch {batch_gpu} is not divisible by model.mbstd_group {mbstd}",
+            fix=f"use training.batch_gpu that is a multiple of {mbstd} (or smaller than it)",
         )
     rounds = batch_rank // batch_gpu
     sampler = RealImageSampler(
-        setup.dataset.images, batch=tcfg.batch, seed=setup.seed, mirror=recipe.data.mirror, device=device,
-        labels=setup.dataset.labels, rank=proc.rank, world_size=proc.world_size,
+        setup.dataset.images,
+        batch=tcfg.batch,
+        seed=setup.seed,
+        mirror=recipe.data.mirror,
+        device=device,
+        labels=setup.dataset.labels,
+        rank=proc.rank,
+        world_size=proc.world_size,
     )
     method_cls = get_method(recipe.method)
-    method = method_cls(resolved.method_config, MethodContext(
-        G=G, D=D, G_ema=G_ema, device=device, resolution=resolution, num_images=sampler.length,
-        batch=tcfg.batch, batch_gpu=batch_gpu, total_kimg=tcfg.kimg, g_lr=tcfg.g_lr, d_lr=tcfg.d_lr,
-        betas=tuple(tcfg.betas), world_size=proc.world_size, rank=proc.rank, recipe=recipe,
-    ))
+    method = method_cls(
+        resolved.method_config,
+        MethodContext(
+            G=G,
+            D=D,
+            G_ema=G_ema,
+            device=device,
+            resolution=resolution,
+            num_images=sampler.length,
+            batch=tcfg.batch,
+            batch_gpu=batch_gpu,
+            total_kimg=tcfg.kimg,
+            g_lr=tcfg.g_lr,
+            d_lr=tcfg.d_lr,
+            betas=tuple(tcfg.betas),
+            world_size=proc.world_size,
+            rank=proc.rank,
+            recipe=recipe,
+        ),
+    )
     use_pl = lcfg.pl_weight > 0
     use_r1 = lcfg.r1_gamma > 0
     g_ratio = lazy_ratio(lcfg.pl_interval, use_pl)
@@ -226,8 +260,13 @@ def train(setup: TrainingSetup) -> TrainResult:  # noqa: C901 - one readable top
             scaler = torch.amp.GradScaler("cuda")
     elif amp_dtype is not None:
         log(f"performance.amp={perf.amp} applies to CUDA only; training in fp32 on {device.type}")
-    loss = StyleGAN2Loss(Networks(G, D, synthesis_fast, D_fast), method, lcfg, autocast,
-                         scale=scaler.scale if scaler is not None else None)
+    loss = StyleGAN2Loss(
+        Networks(G, D, synthesis_fast, D_fast),
+        method,
+        lcfg,
+        autocast,
+        scale=scaler.scale if scaler is not None else None,
+    )
     draw_c = _label_sampler(setup.dataset, getattr(G, "c_dim", 0), device)
 
     # -- state: fresh or resumed ---------------------------------------------------------------
@@ -236,7 +275,7 @@ def train(setup: TrainingSetup) -> TrainResult:  # noqa: C901 - one readable top
         _restore(setup.resume, G, D, G_ema, opt_G, opt_D, method, loss, sampler, prog, scaler)
         log(f"resumed from kimg {prog.cur_nimg / 1000:.3f} (tick {prog.cur_tick})")
 
-    total_nimg = int(round(tcfg.kimg * 1000))
+    total_nimg = round(tcfg.kimg * 1000)
     grid_z, grid_c = grid_latents(G, tcfg.grid_size[0] * tcfg.grid_size[1], device)
     if is_main and setup.resume is None:
         _save_reals_grid(run, setup.dataset, tcfg.grid_size)
@@ -249,8 +288,13 @@ def train(setup: TrainingSetup) -> TrainResult:  # noqa: C901 - one readable top
     if use_r1 and lcfg.r1_interval > 1:
         phases.append(_Phase("Dreg", D, opt_D, lcfg.r1_interval))
     info = run.read_info() if is_main else None
-    session = Session(started_utc=utc_now(), start_nimg=prog.cur_nimg, device=_device_name(device),
-                      device_count=proc.world_size, forced=bool(setup.resume and setup.resume.get("_forced")))
+    session = Session(
+        started_utc=utc_now(),
+        start_nimg=prog.cur_nimg,
+        device=_device_name(device),
+        device_count=proc.world_size,
+        forced=bool(setup.resume and setup.resume.get("_forced")),
+    )
     if info is not None:
         info.sessions.append(session)
         info.status = "running"
@@ -267,23 +311,52 @@ def train(setup: TrainingSetup) -> TrainResult:  # noqa: C901 - one readable top
     last_checkpoint: Path | None = None
     eval_interval = recipe.evaluation.interval_kimg
 
-    log(f"training {recipe.method} on {recipe.dataset} ({recipe.preset}) for {tcfg.kimg} kimg, "
-        f"batch {tcfg.batch} ({rounds} x {batch_gpu} per process), seed {setup.seed}, device {session.device}")
+    log(
+        f"training {recipe.method} on {recipe.dataset} ({recipe.preset}) for {tcfg.kimg} kimg, "
+        f"batch {tcfg.batch} ({rounds} x {batch_gpu} per process), seed {setup.seed}, device {session.device}"
+    )
 
     with StopRequest(setup.handle_signals) as stop:
         while prog.cur_nimg < total_nimg:
             reals, real_labels = sampler.next()
-            real_c = (torch.nn.functional.one_hot(real_labels, G.c_dim).float()
-                      if real_labels is not None and getattr(G, "c_dim", 0) else torch.zeros(len(reals), 0, device=device))
+            real_c = (
+                torch.nn.functional.one_hot(real_labels, G.c_dim).float()
+                if real_labels is not None and getattr(G, "c_dim", 0)
+                else torch.zeros(len(reals), 0, device=device)
+            )
             if cuda and perf.channels_last:
                 reals = reals.contiguous(memory_format=torch.channels_last)
             for phase in phases:
                 if prog.batch_idx % phase.interval:
                     continue
-                _run_phase(phase, prog, loss, method, stats, reals, real_c, draw_c, batch_gpu, rounds, lcfg,
-                           use_r1, G, D, scaler)
-            update_ema(G_ema, G, ema_beta(batch=tcfg.batch, cur_nimg=prog.cur_nimg, ema_kimg=tcfg.ema_kimg,
-                                          ema_rampup=tcfg.ema_rampup, ema_start_kimg=tcfg.ema_start_kimg))
+                _run_phase(
+                    phase,
+                    prog,
+                    loss,
+                    method,
+                    stats,
+                    reals,
+                    real_c,
+                    draw_c,
+                    batch_gpu,
+                    rounds,
+                    lcfg,
+                    use_r1,
+                    G,
+                    D,
+                    scaler,
+                )
+            update_ema(
+                G_ema,
+                G,
+                ema_beta(
+                    batch=tcfg.batch,
+                    cur_nimg=prog.cur_nimg,
+                    ema_kimg=tcfg.ema_kimg,
+                    ema_rampup=tcfg.ema_rampup,
+                    ema_start_kimg=tcfg.ema_start_kimg,
+                ),
+            )
             prog.cur_nimg += tcfg.batch
             prog.batch_idx += 1
             method.end_of_minibatch(prog.cur_nimg, prog.batch_idx)
@@ -295,8 +368,12 @@ def train(setup: TrainingSetup) -> TrainResult:  # noqa: C901 - one readable top
                 or (setup.stop_at_nimg is not None and prog.cur_nimg >= setup.stop_at_nimg)
                 or (setup.max_seconds is not None and elapsed >= setup.max_seconds)
             )
-            if (not done and not stopping and prog.cur_tick != 0
-                    and prog.cur_nimg < prog.tick_start_nimg + tcfg.kimg_per_tick * 1000):
+            if (
+                not done
+                and not stopping
+                and prog.cur_tick != 0
+                and prog.cur_nimg < prog.tick_start_nimg + tcfg.kimg_per_tick * 1000
+            ):
                 continue
 
             # -- tick: report, then maintenance ----------------------------------------------------
@@ -329,12 +406,19 @@ def train(setup: TrainingSetup) -> TrainResult:  # noqa: C901 - one readable top
             _check_finite(record, log)
 
             if is_main and (done or prog.cur_tick % tcfg.image_snapshot_ticks == 0):
-                save_grid(render_fakes(G_ema, grid_z, grid_c, batch_gpu),
-                          run.path / f"fakes_{prog.cur_nimg // 1000:06d}.png", tcfg.grid_size)
+                save_grid(
+                    render_fakes(G_ema, grid_z, grid_c, batch_gpu),
+                    run.path / f"fakes_{prog.cur_nimg // 1000:06d}.png",
+                    tcfg.grid_size,
+                )
 
             eval_due = bool(setup.evaluator and recipe.evaluation.protocols) and (
-                done or (eval_interval is not None
-                         and prog.cur_nimg // int(eval_interval * 1000) > prog.last_eval_nimg // int(eval_interval * 1000))
+                done
+                or (
+                    eval_interval is not None
+                    and prog.cur_nimg // int(eval_interval * 1000)
+                    > prog.last_eval_nimg // int(eval_interval * 1000)
+                )
             )
             new_best = False
             if eval_due and is_main:
@@ -347,8 +431,9 @@ def train(setup: TrainingSetup) -> TrainResult:  # noqa: C901 - one readable top
 
             if done or stopping or new_best or prog.cur_tick % tcfg.snapshot_ticks == 0:
                 if is_main:
-                    payload = _payload(resolved, setup.seed, G, D, G_ema, opt_G, opt_D, method, loss, sampler,
-                                       prog, scaler)
+                    payload = _payload(
+                        resolved, setup.seed, G, D, G_ema, opt_G, opt_D, method, loss, sampler, prog, scaler
+                    )
                     last_checkpoint = ckpt.save_checkpoint(run, payload, tcfg.keep_checkpoints)
                     if new_best:
                         ckpt.mark_best(run, last_checkpoint)
@@ -368,8 +453,11 @@ def train(setup: TrainingSetup) -> TrainResult:  # noqa: C901 - one readable top
                 break
             if stopping:
                 status = "stopped"
-                reason = stop.reason or ("max_seconds" if setup.max_seconds is not None and
-                                         elapsed >= setup.max_seconds else "stop_at_nimg")
+                reason = stop.reason or (
+                    "max_seconds"
+                    if setup.max_seconds is not None and elapsed >= setup.max_seconds
+                    else "stop_at_nimg"
+                )
                 log(f"stopped at kimg {prog.cur_nimg / 1000:.3f} ({reason}); checkpoint {last_checkpoint}")
                 session.end_reason = reason
                 break
@@ -394,9 +482,23 @@ def train(setup: TrainingSetup) -> TrainResult:  # noqa: C901 - one readable top
 
 
 # -- phases ------------------------------------------------------------------------------------
-def _run_phase(phase: _Phase, prog: Progress, loss: StyleGAN2Loss, method: Any, stats: StatsCollector,
-               reals: torch.Tensor, real_c: torch.Tensor, draw_c: Callable[[int], torch.Tensor], batch_gpu: int,
-               rounds: int, lcfg: Any, use_r1: bool, G: torch.nn.Module, D: torch.nn.Module, scaler: Any) -> None:
+def _run_phase(
+    phase: _Phase,
+    prog: Progress,
+    loss: StyleGAN2Loss,
+    method: Any,
+    stats: StatsCollector,
+    reals: torch.Tensor,
+    real_c: torch.Tensor,
+    draw_c: Callable[[int], torch.Tensor],
+    batch_gpu: int,
+    rounds: int,
+    lcfg: Any,
+    use_r1: bool,
+    G: torch.nn.Module,
+    D: torch.nn.Module,
+    scaler: Any,
+) -> None:
     """One phase: rounds of forward/backward, gradient clean-up and averaging, one optimizer step, then
     the method's after-step hooks (a method steps its own optimizers there)."""
     G.requires_grad_(phase.module is G)
@@ -417,13 +519,25 @@ def _run_phase(phase: _Phase, prog: Progress, loss: StyleGAN2Loss, method: Any, 
     elif phase.name == "Greg":
         for _ in range(rounds):
             n = max(batch_gpu // lcfg.pl_batch_shrink, 1)
-            results.append(loss.g_path_length(torch.randn(n, z_dim, device=device), draw_c(n), gain * phase.interval))
+            results.append(
+                loss.g_path_length(torch.randn(n, z_dim, device=device), draw_c(n), gain * phase.interval)
+            )
     elif phase.name == "D":
         with_r1 = use_r1 and lcfg.r1_interval == 1
         for real_chunk, c_chunk in zip(reals.split(batch_gpu), real_c.split(batch_gpu), strict=True):
             z = torch.randn(batch_gpu, z_dim, device=device)
-            results.append(loss.d_main(real_chunk, c_chunk, z, draw_c(batch_gpu), gain, prog.cur_nimg,
-                                       with_r1=with_r1, r1_gain=1.0))
+            results.append(
+                loss.d_main(
+                    real_chunk,
+                    c_chunk,
+                    z,
+                    draw_c(batch_gpu),
+                    gain,
+                    prog.cur_nimg,
+                    with_r1=with_r1,
+                    r1_gain=1.0,
+                )
+            )
     elif phase.name == "Dreg":
         for real_chunk, c_chunk in zip(reals.split(batch_gpu), real_c.split(batch_gpu), strict=True):
             results.append(loss.d_r1(real_chunk, c_chunk, gain, float(phase.interval), prog.cur_nimg))
@@ -452,16 +566,30 @@ def _run_phase(phase: _Phase, prog: Progress, loss: StyleGAN2Loss, method: Any, 
 
 
 # -- checkpoint payload ----------------------------------------------------------------------------
-def _payload(resolved: ResolvedRecipe, seed: int, G: Any, D: Any, G_ema: Any, opt_G: Any, opt_D: Any,
-             method: Any, loss: StyleGAN2Loss, sampler: RealImageSampler, prog: Progress,
-             scaler: Any) -> dict[str, Any]:
+def _payload(
+    resolved: ResolvedRecipe,
+    seed: int,
+    G: Any,
+    D: Any,
+    G_ema: Any,
+    opt_G: Any,
+    opt_D: Any,
+    method: Any,
+    loss: StyleGAN2Loss,
+    sampler: RealImageSampler,
+    prog: Progress,
+    scaler: Any,
+) -> dict[str, Any]:
     return {
         "recipe": resolved.data,
         "recipe_hash": resolved.hash,
         "seed": seed,
         "progress": {
-            "cur_nimg": prog.cur_nimg, "cur_tick": prog.cur_tick + 1, "batch_idx": prog.batch_idx,
-            "tick_start_nimg": prog.cur_nimg, "last_eval_nimg": prog.last_eval_nimg,
+            "cur_nimg": prog.cur_nimg,
+            "cur_tick": prog.cur_tick + 1,
+            "batch_idx": prog.batch_idx,
+            "tick_start_nimg": prog.cur_nimg,
+            "last_eval_nimg": prog.last_eval_nimg,
             "train_seconds": prog.train_seconds,
         },
         "cur_nimg": prog.cur_nimg,
@@ -484,8 +612,19 @@ def _payload(resolved: ResolvedRecipe, seed: int, G: Any, D: Any, G_ema: Any, op
     }
 
 
-def _restore(payload: dict[str, Any], G: Any, D: Any, G_ema: Any, opt_G: Any, opt_D: Any, method: Any,
-             loss: StyleGAN2Loss, sampler: RealImageSampler, prog: Progress, scaler: Any) -> None:
+def _restore(
+    payload: dict[str, Any],
+    G: Any,
+    D: Any,
+    G_ema: Any,
+    opt_G: Any,
+    opt_D: Any,
+    method: Any,
+    loss: StyleGAN2Loss,
+    sampler: RealImageSampler,
+    prog: Progress,
+    scaler: Any,
+) -> None:
     G.load_state_dict(payload["G"])
     D.load_state_dict(payload["D"])
     G_ema.load_state_dict(payload["G_ema"])
@@ -542,7 +681,9 @@ def _save_reals_grid(run: RunDir, dataset: PreparedDataset, grid: tuple[int, int
 def _preserve_rng() -> Iterator[None]:
     """Evaluation must not perturb the training random streams (exact resume)."""
     py, np_state = random.getstate(), np.random.get_state()
-    with torch.random.fork_rng(devices=list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []):
+    with torch.random.fork_rng(
+        devices=list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    ):
         yield
     random.setstate(py)
     np.random.set_state(np_state)
@@ -553,42 +694,62 @@ def _eval_record(setup: TrainingSetup, G_ema: Any, protocol: str, seed_offset: i
     assert setup.evaluator is not None
     with _preserve_rng():
         return setup.evaluator(
-            G_ema, protocol, dataset=recipe.dataset, resolution=recipe.data.resolution,
-            subset_rule=recipe.data.subset_rule, device=setup.device, seed=seed_offset,
+            G_ema,
+            protocol,
+            dataset=recipe.dataset,
+            resolution=recipe.data.resolution,
+            subset_rule=recipe.data.subset_rule,
+            device=setup.device,
+            seed=seed_offset,
             on_missing_weights="pending",
         )
 
 
-def _evaluate_headline(setup: TrainingSetup, G_ema: Any, prog: Progress, recipe: Any,
-                       log: Callable[[str], None], done: bool) -> tuple[bool, float]:
+def _evaluate_headline(
+    setup: TrainingSetup, G_ema: Any, prog: Progress, recipe: Any, log: Callable[[str], None], done: bool
+) -> tuple[bool, float]:
     """Evaluate the headline protocol (for best-checkpoint selection during training, and as the
     ``last`` number at the end). Returns (is a new best, seconds spent)."""
     protocol = recipe.evaluation.protocols[0]
     start = time.time()
     record = _eval_record(setup, G_ema, protocol, seed_offset=0)
-    record.update(kimg=prog.cur_nimg / 1000, cur_nimg=prog.cur_nimg,
-                  checkpoint="last" if done else ckpt.checkpoint_name(prog.cur_nimg),
-                  checkpoint_file=ckpt.checkpoint_name(prog.cur_nimg), purpose="last" if done else "selection")
+    record.update(
+        kimg=prog.cur_nimg / 1000,
+        cur_nimg=prog.cur_nimg,
+        checkpoint="last" if done else ckpt.checkpoint_name(prog.cur_nimg),
+        checkpoint_file=ckpt.checkpoint_name(prog.cur_nimg),
+        purpose="last" if done else "selection",
+    )
     setup.run.append_metric(record)
     seconds = time.time() - start
     if record.get("status") != "ok":
-        log(f"{protocol} left pending: {record.get('reason', 'unavailable')} -- the run is kept; "
-            f"`degan-bench eval {setup.run.path}` fills it in once the weights are available")
+        log(
+            f"{protocol} left pending: {record.get('reason', 'unavailable')} -- the run is kept; "
+            f"`degan-bench eval {setup.run.path}` fills it in once the weights are available"
+        )
         return False, seconds
     log(f"{protocol} = {record['value']:.4f} at kimg {prog.cur_nimg / 1000:.1f}")
     if not recipe.evaluation.select_best:
         return False, seconds
     lower_is_better = record.get("lower_is_better", True)
     best = prog.best
-    improved = best is None or (record["value"] < best["value"] if lower_is_better else record["value"] > best["value"])
+    improved = best is None or (
+        record["value"] < best["value"] if lower_is_better else record["value"] > best["value"]
+    )
     if improved:
-        prog.best = {"protocol": protocol, "value": record["value"], "kimg": prog.cur_nimg / 1000,
-                     "cur_nimg": prog.cur_nimg, "split": record.get("protocol_record", {}).get("reference_split")}
+        prog.best = {
+            "protocol": protocol,
+            "value": record["value"],
+            "kimg": prog.cur_nimg / 1000,
+            "cur_nimg": prog.cur_nimg,
+            "split": record.get("protocol_record", {}).get("reference_split"),
+        }
     return improved, seconds
 
 
-def _final_evaluation(setup: TrainingSetup, G_ema: Any, prog: Progress, recipe: Any,
-                      log: Callable[[str], None]) -> float:
+def _final_evaluation(
+    setup: TrainingSetup, G_ema: Any, prog: Progress, recipe: Any, log: Callable[[str], None]
+) -> float:
     """The other protocols on the last G_ema, and the headline on ``best`` with fresh evaluation seeds.
     Returns the seconds spent."""
     run = setup.run
@@ -604,11 +765,22 @@ def _final_evaluation(setup: TrainingSetup, G_ema: Any, prog: Progress, recipe: 
     G_best, _recipe = ckpt.load_generator(best_path, setup.device)
     # Fresh evaluation seeds: the selection run's noise must not flatter the reported number.
     record = _eval_record(setup, G_best, best["protocol"], seed_offset=1)
-    record.update(kimg=best["kimg"], cur_nimg=best["cur_nimg"], checkpoint="best", purpose="best",
-                  selection={"protocol": best["protocol"], "split": best.get("split"), "value": best["value"],
-                             "eval_seed": 0})
+    record.update(
+        kimg=best["kimg"],
+        cur_nimg=best["cur_nimg"],
+        checkpoint="best",
+        purpose="best",
+        selection={
+            "protocol": best["protocol"],
+            "split": best.get("split"),
+            "value": best["value"],
+            "eval_seed": 0,
+        },
+    )
     run.append_metric(record)
     if record.get("status") == "ok":
-        log(f"best ({best['protocol']} at kimg {best['kimg']:.1f}) re-evaluated with fresh seeds: "
-            f"{record['value']:.4f}")
+        log(
+            f"best ({best['protocol']} at kimg {best['kimg']:.1f}) re-evaluated with fresh seeds: "
+            f"{record['value']:.4f}"
+        )
     return time.time() - start

@@ -48,8 +48,14 @@ class Networks:
 
 
 class StyleGAN2Loss:
-    def __init__(self, nets: Networks, method: Method, cfg: LossConfig, autocast: Any = contextlib.nullcontext,
-                 scale: Any = None) -> None:
+    def __init__(
+        self,
+        nets: Networks,
+        method: Method,
+        cfg: LossConfig,
+        autocast: Any = contextlib.nullcontext,
+        scale: Any = None,
+    ) -> None:
         self.nets = nets
         self.method = method
         self.cfg = cfg
@@ -59,7 +65,9 @@ class StyleGAN2Loss:
         self.pl_mean = torch.zeros([], device=device)
 
     # -- helpers ---------------------------------------------------------------------------------
-    def generate(self, z: torch.Tensor, c: torch.Tensor, *, fast: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    def generate(
+        self, z: torch.Tensor, c: torch.Tensor, *, fast: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """G(z) with style mixing, updating G's tracked mean w (both official code bases do this in
         every training pass). Returns (images, ws)."""
         G = self.nets.G
@@ -87,8 +95,18 @@ class StyleGAN2Loss:
             fakes_aug = self.method.augment(fakes)
             logits, features = self.run_D(fakes_aug, c)
             loss = F.softplus(-logits.float()).mean()
-        step = GStep(z=z, c=c, fakes=fakes, fakes_aug=fakes_aug, fake_logits=logits, fake_features=features,
-                     G=self.nets.G, D=self.nets.D, cur_nimg=cur_nimg, ws=ws)
+        step = GStep(
+            z=z,
+            c=c,
+            fakes=fakes,
+            fakes_aug=fakes_aug,
+            fake_logits=logits,
+            fake_features=features,
+            G=self.nets.G,
+            D=self.nets.D,
+            cur_nimg=cur_nimg,
+            ws=ws,
+        )
         terms = self.method.g_loss_terms(step)
         total = loss + sum(terms.values(), torch.zeros([], device=loss.device))
         self.scale(total.mul(gain)).backward()
@@ -106,7 +124,12 @@ class StyleGAN2Loss:
         loss = penalty.mean() * self.cfg.pl_weight
         # Touch the image so every synthesis parameter takes part in the graph, as the official code does.
         self.scale((fakes[:, 0, 0, 0] * 0 + loss).mean().mul(gain)).backward()
-        return PhaseResult({"Loss/Greg/pl_penalty": penalty.detach().mean(), "Loss/Greg/pl_mean": self.pl_mean.detach().clone()})
+        return PhaseResult(
+            {
+                "Loss/Greg/pl_penalty": penalty.detach().mean(),
+                "Loss/Greg/pl_mean": self.pl_mean.detach().clone(),
+            }
+        )
 
     def d_main(
         self,
@@ -128,9 +151,23 @@ class StyleGAN2Loss:
             loss_fake = F.softplus(fake_logits.float()).mean()
         reals_aug, real_logits, real_features, r1_target = self._real_pass(reals, real_c, with_r1)
         loss_real = F.softplus(-real_logits.float()).mean()
-        step = DStep(reals=reals, reals_aug=reals_aug, real_logits=real_logits, real_features=real_features,
-                     G=self.nets.G, D=self.nets.D, cur_nimg=cur_nimg, phase="main", z=z, c=c, real_c=real_c,
-                     fakes=fakes, fakes_aug=fakes_aug, fake_logits=fake_logits, fake_features=fake_features)
+        step = DStep(
+            reals=reals,
+            reals_aug=reals_aug,
+            real_logits=real_logits,
+            real_features=real_features,
+            G=self.nets.G,
+            D=self.nets.D,
+            cur_nimg=cur_nimg,
+            phase="main",
+            z=z,
+            c=c,
+            real_c=real_c,
+            fakes=fakes,
+            fakes_aug=fakes_aug,
+            fake_logits=fake_logits,
+            fake_features=fake_features,
+        )
         terms = self.method.d_loss_terms(step)
         total = loss_fake + loss_real + sum(terms.values(), torch.zeros([], device=loss_fake.device))
         stats = {
@@ -146,13 +183,23 @@ class StyleGAN2Loss:
         stats.update({f"Loss/D/{name}": value.detach() for name, value in terms.items()})
         return PhaseResult(stats, step)
 
-    def d_r1(self, reals: torch.Tensor, real_c: torch.Tensor, gain: float, r1_gain: float,
-             cur_nimg: int) -> PhaseResult:
+    def d_r1(
+        self, reals: torch.Tensor, real_c: torch.Tensor, gain: float, r1_gain: float, cur_nimg: int
+    ) -> PhaseResult:
         reals_aug, real_logits, real_features, r1_target = self._real_pass(reals, real_c, True)
         r1_loss, r1_penalty = self._r1(real_logits, r1_target, r1_gain)
         self.scale((real_logits.float() * 0 + r1_loss).mean().mul(gain)).backward()
-        step = DStep(reals=reals, reals_aug=reals_aug, real_logits=real_logits, real_features=real_features,
-                     G=self.nets.G, D=self.nets.D, cur_nimg=cur_nimg, phase="reg", real_c=real_c)
+        step = DStep(
+            reals=reals,
+            reals_aug=reals_aug,
+            real_logits=real_logits,
+            real_features=real_features,
+            G=self.nets.G,
+            D=self.nets.D,
+            cur_nimg=cur_nimg,
+            phase="reg",
+            real_c=real_c,
+        )
         return PhaseResult({"Loss/Dreg/r1_penalty": r1_penalty}, step)
 
     # -- pieces ----------------------------------------------------------------------------------
@@ -170,7 +217,9 @@ class StyleGAN2Loss:
         r1_target = reals_in if raw_target else reals_aug
         return reals_aug, real_logits, real_features, r1_target
 
-    def _r1(self, real_logits: torch.Tensor, target: torch.Tensor, r1_gain: float) -> tuple[torch.Tensor, torch.Tensor]:
+    def _r1(
+        self, real_logits: torch.Tensor, target: torch.Tensor, r1_gain: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         (grads,) = torch.autograd.grad(real_logits.float().sum(), target, create_graph=True)
         penalty = grads.square().sum(dim=[1, 2, 3])
         loss = penalty.mean() * (self.cfg.r1_gamma / 2) * r1_gain

@@ -81,7 +81,10 @@ def code_version() -> str:
     try:
         out = subprocess.run(
             ["git", "-C", str(repo), "describe", "--always", "--dirty", "--abbrev=12"],
-            capture_output=True, text=True, timeout=10, check=False,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
         )
         if out.returncode == 0 and out.stdout.strip():
             return f"{__version__}+g{out.stdout.strip()}"

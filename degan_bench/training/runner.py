@@ -42,7 +42,9 @@ class RunPlan:
     forced: bool = False
 
 
-def _locate(resume: str | None, out: Path | None, resolved: ResolvedRecipe, seed: int) -> tuple[RunDir, Path | None]:
+def _locate(
+    resume: str | None, out: Path | None, resolved: ResolvedRecipe, seed: int
+) -> tuple[RunDir, Path | None]:
     """The run directory, and an explicit checkpoint file when ``--resume`` names one."""
     if resume not in (None, "auto"):
         target = Path(resume)
@@ -50,13 +52,22 @@ def _locate(resume: str | None, out: Path | None, resolved: ResolvedRecipe, seed
             return RunDir(target.parent.parent), target
         if target.is_dir():
             return RunDir(target), None
-        raise ResumeError(f"--resume {resume}: no such run directory or checkpoint file",
-                          fix="pass a run directory, a checkpoint path, or 'auto'")
+        raise ResumeError(
+            f"--resume {resume}: no such run directory or checkpoint file",
+            fix="pass a run directory, a checkpoint path, or 'auto'",
+        )
     return RunDir(out if out is not None else runs_dir() / default_run_name(resolved, seed)), None
 
 
-def plan_run(resolved: ResolvedRecipe, seed: int, *, out: Path | None = None, resume: str | None = None,
-             force: bool = False, console: Console | None = None) -> RunPlan:
+def plan_run(
+    resolved: ResolvedRecipe,
+    seed: int,
+    *,
+    out: Path | None = None,
+    resume: str | None = None,
+    force: bool = False,
+    console: Console | None = None,
+) -> RunPlan:
     """Decide where the run goes and what it resumes from; creates the directory for a fresh run."""
     run, explicit_ckpt = _locate(resume, out, resolved, seed)
     if not run.exists():
@@ -65,8 +76,10 @@ def plan_run(resolved: ResolvedRecipe, seed: int, *, out: Path | None = None, re
         _create(run, resolved, seed)
         return RunPlan(run=run, resume_payload=None)
     if resume is None:
-        raise ResumeError(f"run directory {run.path} already exists",
-                          fix="continue it with --resume auto, or pick another directory with --out")
+        raise ResumeError(
+            f"run directory {run.path} already exists",
+            fix="continue it with --resume auto, or pick another directory with --out",
+        )
     info = run.read_info()
     forced = _check_same_experiment(run, info, resolved, seed, force)
     if info.status == "complete" and explicit_ckpt is None:
@@ -81,8 +94,10 @@ def plan_run(resolved: ResolvedRecipe, seed: int, *, out: Path | None = None, re
             return RunPlan(run=run, resume_payload=None, fresh=True, forced=forced)
         source, payload = found
     if payload.get("seed") != seed and not force:
-        raise ResumeError(f"{source} was trained with seed {payload.get('seed')}, not {seed}",
-                          fix=f"use --seed {payload.get('seed')}, or --force")
+        raise ResumeError(
+            f"{source} was trained with seed {payload.get('seed')}, not {seed}",
+            fix=f"use --seed {payload.get('seed')}, or --force",
+        )
     payload["_forced"] = forced
     run.log(f"resume from {source.name} (kimg {payload['cur_nimg'] / 1000:.3f})")
     return RunPlan(run=run, resume_payload=payload, fresh=False, forced=forced)
@@ -91,36 +106,53 @@ def plan_run(resolved: ResolvedRecipe, seed: int, *, out: Path | None = None, re
 def _create(run: RunDir, resolved: ResolvedRecipe, seed: int) -> None:
     run.path.mkdir(parents=True, exist_ok=True)
     run.write_recipe_dict(resolved.data)
-    info = RunInfo(run_id=run.path.name, method=resolved.method, dataset=resolved.dataset, preset=resolved.preset,
-                   seed=seed, recipe_hash=resolved.hash, total_nimg=int(round(resolved.recipe.training.kimg * 1000)),
-                   torch_version=torch.__version__)
+    info = RunInfo(
+        run_id=run.path.name,
+        method=resolved.method,
+        dataset=resolved.dataset,
+        preset=resolved.preset,
+        seed=seed,
+        recipe_hash=resolved.hash,
+        total_nimg=round(resolved.recipe.training.kimg * 1000),
+        torch_version=torch.__version__,
+    )
     run.write_info(info)
-    run.log(f"created run {run.path.name}: recipe {resolved.short_hash} from {resolved.source}"
-            + (f" with --set {' '.join(resolved.overrides)}" if resolved.overrides else ""))
+    run.log(
+        f"created run {run.path.name}: recipe {resolved.short_hash} from {resolved.source}"
+        + (f" with --set {' '.join(resolved.overrides)}" if resolved.overrides else "")
+    )
 
 
-def _check_same_experiment(run: RunDir, info: RunInfo, resolved: ResolvedRecipe, seed: int, force: bool) -> bool:
+def _check_same_experiment(
+    run: RunDir, info: RunInfo, resolved: ResolvedRecipe, seed: int, force: bool
+) -> bool:
     """Refuse a resume whose recipe or seed differs (unless forced). Returns True when forced."""
     saved = run.read_recipe_dict()
     problems = []
     if canonical_hash(saved) != resolved.hash:
-        diffs = diff_recipes({k: v for k, v in saved.items() if k not in ("description", "provenance", "purpose",
-                                                                           "preset")},
-                             {k: v for k, v in resolved.data.items() if k not in ("description", "provenance",
-                                                                                  "purpose", "preset")})
+        diffs = diff_recipes(
+            {k: v for k, v in saved.items() if k not in ("description", "provenance", "purpose", "preset")},
+            {
+                k: v
+                for k, v in resolved.data.items()
+                if k not in ("description", "provenance", "purpose", "preset")
+            },
+        )
         problems.append("recipe differs: " + "; ".join(diffs[:8]) + (" ..." if len(diffs) > 8 else ""))
     if info.seed != seed:
         problems.append(f"seed differs: {info.seed} -> {seed}")
     if not problems:
         return False
     if not force:
-        raise ResumeError(f"cannot resume {run.path}: {' | '.join(problems)}",
-                          fix="rerun with the run's original recipe and seed, or add --force (recorded in the run log)")
+        raise ResumeError(
+            f"cannot resume {run.path}: {' | '.join(problems)}",
+            fix="rerun with the run's original recipe and seed, or add --force (recorded in the run log)",
+        )
     stamp = utc_now().replace(":", "")
     (run.path / f"recipe.before-{stamp}.yaml").write_text(run.recipe_path.read_text())
     run.write_recipe_dict(resolved.data)
     info.recipe_hash = resolved.hash
-    info.total_nimg = int(round(resolved.recipe.training.kimg * 1000))
+    info.total_nimg = round(resolved.recipe.training.kimg * 1000)
     if info.status == "complete" and info.cur_nimg < info.total_nimg:
         info.status = "stopped"
     run.write_info(info)
@@ -133,6 +165,8 @@ def select_device(requested: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(requested)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise DeganError("--device cuda was asked for but no CUDA device is visible",
-                          fix="check `degan-bench doctor`, or use --device cpu")
+        raise DeganError(
+            "--device cuda was asked for but no CUDA device is visible",
+            fix="check `degan-bench doctor`, or use --device cpu",
+        )
     return device
