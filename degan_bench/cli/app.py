@@ -40,7 +40,7 @@ def root(
         typer.Option(
             "--data-root",
             envvar=DATA_ENV,
-            help="Where prepared datasets live [env DEGAN_BENCH_DATA].",
+            help="Where prepared datasets live (default ~/.cache/degan-bench/data).",
             show_default=False,
         ),
     ] = None,
@@ -49,7 +49,7 @@ def root(
         typer.Option(
             "--runs-dir",
             envvar=RUNS_ENV,
-            help="Where run directories go [env DEGAN_BENCH_RUNS, default ./runs].",
+            help="Where run directories go (default ./runs).",
             show_default=False,
         ),
     ] = None,
@@ -70,22 +70,10 @@ def _register_commands() -> None:
 
 
 def main() -> None:
-    """Console entry point: user errors print one line, no traceback, exit code 2."""
+    """Console entry point: user errors print one line (no traceback) and exit with code 2."""
     _register_commands()
     try:
-        app(standalone_mode=False)
+        app()  # standalone mode: click reports its own usage errors (exit code 2)
     except DeganError as err:
-        err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True, markup=True)
         sys.exit(err.exit_code)
-    except typer.Exit as exit_:
-        sys.exit(exit_.exit_code)
-    except typer.Abort:
-        err_console.print("aborted")
-        sys.exit(130)
-    except Exception as err:  # click usage errors arrive here with standalone_mode=False
-        import click
-
-        if isinstance(err, click.ClickException):
-            err.show()
-            sys.exit(err.exit_code)
-        raise

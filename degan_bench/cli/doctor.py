@@ -11,6 +11,8 @@ from rich.table import Table
 
 from degan_bench import __version__
 from degan_bench.cli.app import app, console
+from degan_bench.data.prepare import prepared_status
+from degan_bench.metrics.weights import weights_status
 from degan_bench.paths import cache_dir, data_root, runs_dir
 
 
@@ -54,23 +56,10 @@ def doctor() -> None:
     table.add_row("data root", f"{data_root()} ({_free_gb(data_root())})")
     table.add_row("runs dir", f"{runs_dir().resolve()} ({_free_gb(runs_dir().resolve())})")
     table.add_row("cache", f"{cache_dir()} ({_free_gb(cache_dir())})")
-    try:
-        from degan_bench.data.prepare import prepared_status
-
-        rows = prepared_status()
-        prepared = [
-            f"{r['name']}@{','.join(map(str, r['resolutions']))}" for r in rows if r.get("resolutions")
-        ]
-        table.add_row(
-            "prepared datasets", ", ".join(prepared) or "none yet (`degan-bench data prepare NAME`)"
-        )
-    except ImportError:
-        table.add_row("prepared datasets", "unknown")
-    try:
-        from degan_bench.metrics.weights import weights_status
-
-        for line in weights_status():
-            table.add_row("metric weights", line)
-    except ImportError:
-        table.add_row("metric weights", "unknown")
+    prepared = [
+        f"{r.name}@{','.join(map(str, sorted(r.prepared)))}px" for r in prepared_status() if r.prepared
+    ]
+    table.add_row("prepared datasets", ", ".join(prepared) or "none yet (`degan-bench data prepare NAME`)")
+    for line in weights_status():
+        table.add_row("metric weights", line)
     console.print(table)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -36,7 +35,7 @@ def run(
     ] = None,
     out: Annotated[
         Path | None,
-        typer.Option(help="Run directory [default: RUNS_DIR/<method>-<dataset>-<preset>-s<seed>-<hash>]."),
+        typer.Option(help="Run directory (default: RUNS_DIR/METHOD-DATASET-PRESET-sSEED-HASH8)."),
     ] = None,
     resume: Annotated[
         str | None,
@@ -97,5 +96,4 @@ def run(
         device=device,
         max_seconds=None if max_minutes is None else max_minutes * 60,
         evaluate=not no_eval,
-        world_size=int(os.environ.get("WORLD_SIZE", "1")),
     )

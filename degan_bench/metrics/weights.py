@@ -216,3 +216,18 @@ def resolve_weights(
         raise _missing(spec, "not found locally and downloads are off")
     _download(spec, cached)
     return ResolvedWeights(spec, cached, spec.sha256, standard=True, source="download")
+
+
+def weights_status() -> list[str]:
+    """One line per feature-extractor weights file: where it would come from, and whether it verifies.
+    Never downloads (``degan-bench doctor``)."""
+    lines = []
+    for key, spec in WEIGHTS.items():
+        try:
+            resolved = resolve_weights(key, allow_download=False)
+        except WeightsError as err:
+            lines.append(f"{key}: [yellow]missing[/] ({err.problem}); downloaded on first use: {spec.url}")
+            continue
+        kind = "standard" if resolved.standard else "[yellow]non-standard (declared)[/]"
+        lines.append(f"{key}: {kind}, {resolved.source} {resolved.path} (sha256 {resolved.sha256[:12]}...)")
+    return lines

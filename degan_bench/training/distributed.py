@@ -67,3 +67,38 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
 def barrier() -> None:
     if is_active():
         dist.barrier()
+
+
+def broadcast_module(module: torch.nn.Module) -> None:
+    """Make every process hold rank 0's parameters and buffers."""
+    if not is_active():
+        return
+    for tensor in [*module.parameters(), *module.buffers()]:
+        dist.broadcast(tensor.data, src=0)
+
+
+def gather_objects(obj: object) -> list[object]:
+    """``[obj of rank 0, obj of rank 1, ...]`` on every process (``[obj]`` without a process group)."""
+    if not is_active():
+        return [obj]
+    gathered: list[object] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
+def broadcast_flag(flag: bool, device: torch.device) -> bool:
+    """Rank 0's ``flag`` on every process."""
+    if not is_active():
+        return flag
+    tensor = torch.tensor([int(flag)], device=device)
+    dist.broadcast(tensor, src=0)
+    return bool(tensor.item())
+
+
+def any_process(flag: bool, device: torch.device) -> bool:
+    """True on every process when ``flag`` is True on any (so all stop at the same minibatch)."""
+    if not is_active():
+        return flag
+    tensor = torch.tensor([int(flag)], device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return bool(tensor.item())

@@ -12,9 +12,11 @@ from typing import Any
 from rich.console import Console
 
 from degan_bench.recipes.loader import ResolvedRecipe
-from degan_bench.training.distributed import init_from_env
+from degan_bench.training.checkpoint import load_checkpoint
+from degan_bench.training.distributed import ProcessGroup, init_from_env
 from degan_bench.training.loop import TrainingSetup, TrainResult, train
-from degan_bench.training.runner import plan_run, select_device
+from degan_bench.training.rundir import RunDir
+from degan_bench.training.runner import RunPlan, plan_run, select_device
 
 
 def load_evaluator() -> Any:
@@ -22,6 +24,31 @@ def load_evaluator() -> Any:
     from degan_bench.metrics.evaluate import evaluate_generator
 
     return evaluate_generator
+
+
+def share_plan(plan: RunPlan | None, process: ProcessGroup) -> RunPlan:
+    """Rank 0's run plan on every process (each loads the resume checkpoint itself)."""
+    if process.world_size == 1:
+        assert plan is not None
+        return plan
+    import torch.distributed as dist
+
+    box: list[Any] = [None]
+    if process.is_main:
+        assert plan is not None
+        source = plan.resume_payload.get("_source") if plan.resume_payload else None
+        box[0] = (str(plan.run.path), source, plan.already_complete, plan.fresh, plan.forced)
+    dist.broadcast_object_list(box, src=0)
+    if process.is_main:
+        return plan
+    path, source, complete, fresh, forced = box[0]
+    payload = None
+    if source is not None:
+        payload = load_checkpoint(Path(source))
+        payload["_forced"] = forced
+    return RunPlan(
+        run=RunDir(path), resume_payload=payload, already_complete=complete, fresh=fresh, forced=forced
+    )
 
 
 def execute_run(
@@ -36,7 +63,6 @@ def execute_run(
     stop_at_nimg: int | None = None,
     evaluate: bool = True,
     evaluator: Any = None,
-    world_size: int = 1,
     console: Console | None = None,
     handle_signals: bool = True,
     tensorboard: bool = True,
@@ -45,16 +71,6 @@ def execute_run(
     from degan_bench.data.prepare import ensure_prepared, load_prepared
 
     console = console or Console()
-    plan = plan_run(resolved, seed, out=out, resume=resume, force=force, console=console)
-    if plan.already_complete:
-        console.print(
-            f"{plan.run.path} is already complete; nothing to do (metrics: {plan.run.metrics_path})",
-            highlight=False,
-        )
-        return None
-    recipe = resolved.recipe
-    ensure_prepared(recipe.dataset, recipe.data.resolution)
-    dataset = load_prepared(recipe.dataset, recipe.data.resolution, "train", recipe.data.subset_rule)
     dev = select_device(device)
     process = init_from_env(dev.type)
     if dev.type == "cuda" and process.world_size > 1:
@@ -62,6 +78,22 @@ def execute_run(
 
         dev = torch.device("cuda", process.local_rank)
         torch.cuda.set_device(dev)
+    recipe = resolved.recipe
+    # Rank 0 decides the run directory and prepares the data; the others follow its decision.
+    plan = None
+    if process.is_main:
+        plan = plan_run(resolved, seed, out=out, resume=resume, force=force, console=console)
+        if not plan.already_complete:
+            ensure_prepared(recipe.dataset, recipe.data.resolution)
+    plan = share_plan(plan, process)
+    if plan.already_complete:
+        if process.is_main:
+            console.print(
+                f"{plan.run.path} is already complete; nothing to do (metrics: {plan.run.metrics_path})",
+                highlight=False,
+            )
+        return None
+    dataset = load_prepared(recipe.dataset, recipe.data.resolution, "train", recipe.data.subset_rule)
     if evaluate and evaluator is None:
         evaluator = load_evaluator()
     setup = TrainingSetup(

@@ -33,13 +33,21 @@ import torch
 from rich.console import Console
 
 from degan_bench.data.store import PreparedDataset
-from degan_bench.errors import RecipeError
+from degan_bench.errors import RecipeError, ResumeError
 from degan_bench.methods import get_method
 from degan_bench.methods.base import MethodContext
 from degan_bench.models import build_models
 from degan_bench.recipes.loader import ResolvedRecipe
 from degan_bench.training import checkpoint as ckpt
-from degan_bench.training.distributed import ProcessGroup, average_gradients, barrier
+from degan_bench.training.distributed import (
+    ProcessGroup,
+    any_process,
+    average_gradients,
+    barrier,
+    broadcast_flag,
+    broadcast_module,
+    gather_objects,
+)
 from degan_bench.training.ema import ema_beta, update_ema
 from degan_bench.training.grids import grid_latents, render_fakes, save_grid
 from degan_bench.training.losses import Networks, PhaseResult, StyleGAN2Loss
@@ -184,8 +192,8 @@ def train(setup: TrainingSetup) -> TrainResult:
             run.log(message)
             say(message)
 
-    # -- construction (deterministic from the seed) --------------------------------------------
-    seed_everything(setup.seed * proc.world_size + proc.rank)
+    # -- construction (deterministic from the seed, identical on every process) -------------------
+    seed_everything(setup.seed)
     configure_backends(perf, device)
     resolution = recipe.data.resolution
     G, D = build_models(resolved.model, resolution)
@@ -237,6 +245,11 @@ def train(setup: TrainingSetup) -> TrainResult:
             recipe=recipe,
         ),
     )
+    for module in (G, D, G_ema, *method.modules().values()):
+        broadcast_module(module)
+    if proc.world_size > 1:
+        # From here on each process draws its own latents and augmentations (as stylegan2-ada does).
+        seed_everything(setup.seed * proc.world_size + proc.rank)
     use_pl = lcfg.pl_weight > 0
     use_r1 = lcfg.r1_gamma > 0
     g_ratio = lazy_ratio(lcfg.pl_interval, use_pl)
@@ -272,7 +285,7 @@ def train(setup: TrainingSetup) -> TrainResult:
     # -- state: fresh or resumed ---------------------------------------------------------------
     prog = Progress()
     if setup.resume is not None:
-        _restore(setup.resume, G, D, G_ema, opt_G, opt_D, method, loss, sampler, prog, scaler)
+        _restore(setup.resume, G, D, G_ema, opt_G, opt_D, method, loss, sampler, prog, scaler, proc)
         log(f"resumed from kimg {prog.cur_nimg / 1000:.3f} (tick {prog.cur_tick})")
 
     total_nimg = round(tcfg.kimg * 1000)
@@ -368,6 +381,7 @@ def train(setup: TrainingSetup) -> TrainResult:
                 or (setup.stop_at_nimg is not None and prog.cur_nimg >= setup.stop_at_nimg)
                 or (setup.max_seconds is not None and elapsed >= setup.max_seconds)
             )
+            stopping = any_process(stopping, device)  # every process stops after the same minibatch
             if (
                 not done
                 and not stopping
@@ -427,12 +441,25 @@ def train(setup: TrainingSetup) -> TrainResult:
                     info.eval_gpu_hours += eval_seconds / 3600
             if eval_due:
                 prog.last_eval_nimg = prog.cur_nimg
-                barrier()
+                new_best = broadcast_flag(new_best, device)
 
             if done or stopping or new_best or prog.cur_tick % tcfg.snapshot_ticks == 0:
+                rng_states = gather_objects(ckpt.capture_rng_state())  # every process's streams
                 if is_main:
                     payload = _payload(
-                        resolved, setup.seed, G, D, G_ema, opt_G, opt_D, method, loss, sampler, prog, scaler
+                        resolved,
+                        setup.seed,
+                        G,
+                        D,
+                        G_ema,
+                        opt_G,
+                        opt_D,
+                        method,
+                        loss,
+                        sampler,
+                        prog,
+                        scaler,
+                        rng_states,
                     )
                     last_checkpoint = ckpt.save_checkpoint(run, payload, tcfg.keep_checkpoints)
                     if new_best:
@@ -579,6 +606,7 @@ def _payload(
     sampler: RealImageSampler,
     prog: Progress,
     scaler: Any,
+    rng_states: list[Any],
 ) -> dict[str, Any]:
     return {
         "recipe": resolved.data,
@@ -608,7 +636,7 @@ def _payload(
         },
         "loss": {"pl_mean": loss.pl_mean.detach().cpu()},
         "sampler": sampler.state_dict(),
-        "rng": ckpt.capture_rng_state(),
+        "rng": rng_states,  # one entry per process, by rank
     }
 
 
@@ -624,6 +652,7 @@ def _restore(
     sampler: RealImageSampler,
     prog: Progress,
     scaler: Any,
+    proc: ProcessGroup,
 ) -> None:
     G.load_state_dict(payload["G"])
     D.load_state_dict(payload["D"])
@@ -647,7 +676,14 @@ def _restore(
     prog.tick_start_nimg, prog.last_eval_nimg = p["tick_start_nimg"], p["last_eval_nimg"]
     prog.train_seconds = p["train_seconds"]
     prog.best = payload.get("best")
-    ckpt.restore_rng_state(payload["rng"])
+    states = payload["rng"]
+    if len(states) != proc.world_size:
+        raise ResumeError(
+            f"the checkpoint was written by {len(states)} processes, this run has {proc.world_size}: "
+            "the random streams cannot be continued exactly",
+            fix=f"resume with {len(states)} processes",
+        )
+    ckpt.restore_rng_state(states[proc.rank])
 
 
 # -- maintenance helpers ---------------------------------------------------------------------------

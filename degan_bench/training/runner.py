@@ -99,6 +99,7 @@ def plan_run(
             fix=f"use --seed {payload.get('seed')}, or --force",
         )
     payload["_forced"] = forced
+    payload["_source"] = str(source)
     run.log(f"resume from {source.name} (kimg {payload['cur_nimg'] / 1000:.3f})")
     return RunPlan(run=run, resume_payload=payload, fresh=False, forced=forced)
 
