@@ -41,7 +41,9 @@ def headline_protocol(run: StoredRun) -> str | None:
 
 def sample_grids(run_path: Path, limit: int) -> list[tuple[int, Path]]:
     """Up to ``limit`` ``fakes_<kimg>.png`` grids spread evenly over training, the newest always included."""
-    grids = sorted((int(m.group(1)), p) for p in run_path.glob("fakes_*.png") if (m := GRID_FILE.match(p.name)))
+    grids = sorted(
+        (int(m.group(1)), p) for p in run_path.glob("fakes_*.png") if (m := GRID_FILE.match(p.name))
+    )
     if len(grids) <= limit:
         return grids
     picks = np.linspace(0, len(grids) - 1, limit).round().astype(int)
@@ -58,26 +60,44 @@ def plot_run(run: StoredRun, out: Path, *, max_grids: int = 4) -> Path:
     ax_metric = fig.add_subplot(spec[0, :half])
     ax_loss = fig.add_subplot(spec[0, half:])
     protocol = headline_protocol(run)
-    ok = [r for r in run.metrics if r.get("protocol") == protocol and r.get("status") == "ok"
-          and r.get("value") is not None and r.get("kimg") is not None]
+    ok = [
+        r
+        for r in run.metrics
+        if r.get("protocol") == protocol
+        and r.get("status") == "ok"
+        and r.get("value") is not None
+        and r.get("kimg") is not None
+    ]
     curve = sorted((float(r["kimg"]), float(r["value"])) for r in ok if not is_best_record(r))
     best = [(float(r["kimg"]), float(r["value"])) for r in ok if is_best_record(r)]
     if curve:
         ax_metric.plot(*zip(*curve, strict=True), marker="o", ms=3, lw=1.2, label=protocol)
     if best:
-        ax_metric.plot(*zip(*best, strict=True), ls="none", marker="*", ms=11, label="best (fresh eval seeds)")
+        ax_metric.plot(
+            *zip(*best, strict=True), ls="none", marker="*", ms=11, label="best (fresh eval seeds)"
+        )
     if curve or best:
         ax_metric.legend(fontsize=8)
     else:
         pending = sum(1 for r in run.metrics if r.get("status") == "pending")
-        ax_metric.text(0.5, 0.5, f"no {protocol or 'metric'} values yet" + (f"\n({pending} pending)" if pending
-                       else ""), ha="center", va="center", transform=ax_metric.transAxes, fontsize=9)
+        ax_metric.text(
+            0.5,
+            0.5,
+            f"no {protocol or 'metric'} values yet" + (f"\n({pending} pending)" if pending else ""),
+            ha="center",
+            va="center",
+            transform=ax_metric.transAxes,
+            fontsize=9,
+        )
     ax_metric.set(xlabel="kimg", ylabel=protocol or "metric", title="metric")
     stats = run.stats()
     keys = sorted({k for s in stats for k in s.get("losses", {}) if k.startswith("Loss/")})
     for key in keys:
-        points = [(float(s["kimg"]), float(s["losses"][key])) for s in stats
-                  if key in s.get("losses", {}) and math.isfinite(float(s["losses"][key]))]
+        points = [
+            (float(s["kimg"]), float(s["losses"][key]))
+            for s in stats
+            if key in s.get("losses", {}) and math.isfinite(float(s["losses"][key]))
+        ]
         if points:
             ax_loss.plot(*zip(*points, strict=True), lw=1.0, label=key.removeprefix("Loss/"))
     if keys:
@@ -96,7 +116,7 @@ def plot_run(run: StoredRun, out: Path, *, max_grids: int = 4) -> Path:
 
 
 def plot_table(result: TableResult, out: Path) -> Path:
-    """Reported (hollow) vs reproduced (filled, error bar = std over seeds) per cell, one panel per protocol."""
+    """Reported (hollow) vs reproduced (filled, error bar = std over seeds) per cell; a panel per protocol."""
     table = result.table
     cells = result.cells[~result.cells["variant"] & ~result.cells["reference_only"]]
     fig = Figure(figsize=(max(6.0, 1.3 * len(table.columns) + 2.5), 3.2 * len(table.protocols)))
@@ -124,9 +144,13 @@ def plot_table(result: TableResult, out: Path) -> Path:
         ax.set_xlim(-0.6, len(table.columns) - 0.4)
         ax.set_ylabel(protocol, fontsize=9)
         ax.grid(axis="y", alpha=0.3)
-    handles = [fig.axes[0].plot([], [], marker="s", ls="none", color=colors[r.label], label=r.label)[0] for r in rows]
-    handles += [fig.axes[0].plot([], [], marker="o", mfc="none", mec="gray", ls="none", label="reported")[0],
-                fig.axes[0].plot([], [], marker="o", color="gray", ls="none", label="ours (± std)")[0]]
+    handles = [
+        fig.axes[0].plot([], [], marker="s", ls="none", color=colors[r.label], label=r.label)[0] for r in rows
+    ]
+    handles += [
+        fig.axes[0].plot([], [], marker="o", mfc="none", mec="gray", ls="none", label="reported")[0],
+        fig.axes[0].plot([], [], marker="o", color="gray", ls="none", label="ours (± std)")[0],
+    ]
     fig.axes[0].legend(handles=handles, fontsize=7, loc="best", ncol=2)
     fig.suptitle(table.title, fontsize=10)
     fig.tight_layout()

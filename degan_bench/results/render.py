@@ -31,9 +31,15 @@ SYMBOLS: dict[str, str] = {
 LEGEND = [
     ("✅", "within tolerance"),
     ("❌", "outside tolerance"),
-    ("⚠️", "not comparable: another or an unknown protocol, non-standard Inception weights, or another recipe"),
-    ("⏳", "pending metric (weights were unavailable; `degan-bench eval RUN` fills it in) or a run still "
-           "incomplete (running or stopped; `degan-bench sweep` resumes it)"),
+    (
+        "⚠️",
+        "not comparable: another or an unknown protocol, non-standard Inception weights, or another recipe",
+    ),
+    (
+        "⏳",
+        "pending metric (weights were unavailable; `degan-bench eval RUN` fills it in) or a run still "
+        "incomplete (running or stopped; `degan-bench sweep` resumes it)",
+    ),
     ("💥", "failed or unreadable run (see the runs section)"),
     ("not run", "a recipe exists but no run of it was found"),
     ("no recipe yet", "the paper has this cell; degan-bench has no recipe for it yet"),
@@ -127,14 +133,18 @@ def _counts(cell: pd.Series) -> str:
     return ", ".join(parts)
 
 
-def to_markdown(result: TableResult, *, plot: str | None = None, run_plots: dict[str, str] | None = None) -> str:
+def to_markdown(
+    result: TableResult, *, plot: str | None = None, run_plots: dict[str, str] | None = None
+) -> str:
     """The table as GitHub Markdown; ``plot`` and ``run_plots`` (run id -> path) are linked when given."""
     table, cells = result.table, result.cells
     notes = _Footnotes()
     lines = [f"# {table.title}", "", table.description.strip(), ""]
-    lines.append(f"Preset `{result.preset}` · checkpoint `{result.checkpoint}` · tolerance: within when "
-                 f"\\|ours − reported\\| ≤ {result.tolerance.describe()} · reported numbers: "
-                 "`results/reported.csv`")
+    lines.append(
+        f"Preset `{result.preset}` · checkpoint `{result.checkpoint}` · tolerance: within when "
+        f"\\|ours − reported\\| ≤ {result.tolerance.describe()} · reported numbers: "
+        "`results/reported.csv`"
+    )
     lines.append("")
     if plot:
         lines += [f"![reported vs reproduced]({plot})", ""]
@@ -162,37 +172,54 @@ def to_markdown(result: TableResult, *, plot: str | None = None, run_plots: dict
         lines += [f"{i}. {_esc(text)}" for i, text in enumerate(notes.texts, 1)]
         lines += [f"- {note}" for note in table.notes] + row_notes
         lines.append("")
-    lines += ["## Legend", "", "Cells read `reported → ours`; ours is the mean ± sample std over `n` training "
-              "seeds (complete runs, standard weights); **bold** is the best value of a column. With n=1 only "
-              "the relative part of the tolerance applies.", ""]
+    lines += [
+        "## Legend",
+        "",
+        "Cells read `reported → ours`; ours is the mean ± sample std over `n` training "
+        "seeds (complete runs, standard weights); **bold** is the best value of a column. With n=1 only "
+        "the relative part of the tolerance applies.",
+        "",
+    ]
     lines += [f"- {symbol}: {meaning}" for symbol, meaning in LEGEND]
     lines.append("")
     return "\n".join(lines)
 
 
 def _details(result: TableResult, notes: _Footnotes) -> list[str]:
-    lines = ["## Details", "",
-             "| method | dataset | protocol | reported | ours | n | Δ | Δ% | verdict | protocol (reported → ours) "
-             "| compute | notes |",
-             "|:--|:--|:--|--:|--:|--:|--:|--:|:--|:--|--:|:--|"]
+    lines = [
+        "## Details",
+        "",
+        "| method | dataset | protocol | reported | ours | n | Δ | Δ% | verdict | protocol (reported → ours) "
+        "| compute | notes |",
+        "|:--|:--|:--|--:|--:|--:|--:|--:|:--|:--|--:|:--|",
+    ]
     for _, cell in result.cells.iterrows():
         if cell["reference_only"]:
             continue
         decimals = _decimals(cell["protocol"])
         label = cell["row"] + (f" (variant {str(cell['recipe_hash'])[:8]})" if cell["variant"] else "")
-        ours = (f"{_fmt(cell['mean'], decimals)}" + (f" ± {_fmt(cell['std'], decimals)}" if _present(cell["std"])
-                                                      else "")) if cell["n"] else "—"
+        ours = (
+            (
+                f"{_fmt(cell['mean'], decimals)}"
+                + (f" ± {_fmt(cell['std'], decimals)}" if _present(cell["std"]) else "")
+            )
+            if cell["n"]
+            else "—"
+        )
         delta = _fmt(cell["delta"], decimals) if _present(cell["delta"]) else "—"
         rel = f"{cell['rel_delta']:+.1%}" if _present(cell["rel_delta"]) else "—"
         if delta != "—" and not delta.startswith("-"):
             delta = "+" + delta
         protocols = f"{cell['reported_protocol'] or '—'} → {cell['our_protocol']}"
-        extra = [x for x in (_counts(cell), cell["recipe_message"] if cell["recipe_status"] != "ok" else "") if x]
+        extra = [
+            x for x in (_counts(cell), cell["recipe_message"] if cell["recipe_status"] != "ok" else "") if x
+        ]
         note_text = notes.refs(list(cell["flags"])).strip()
         if extra:
             note_text = "; ".join(extra) + (f" {note_text}" if note_text else "")
         lines.append("| " + " | ".join(_esc(x) for x in (
-            label, cell["column"], cell["protocol"], _fmt(cell["reported"], decimals), ours, str(int(cell["n"])),
+            label, cell["column"], cell["protocol"], _fmt(cell["reported"], decimals), ours,
+            str(int(cell["n"])),
             delta, rel, cell["verdict"], protocols, _compute(cell), note_text,
         )) + " |")  # fmt: skip
     lines.append("")
@@ -203,8 +230,12 @@ def _runs_section(result: TableResult, run_plots: dict[str, str]) -> list[str]:
     runs = result.runs
     if runs.empty:
         return ["## Runs", "", "No run of this table's cells was found in the scanned run roots.", ""]
-    lines = ["## Runs", "", "| run | seed | status | kimg | values | device | compute | plot |",
-             "|:--|--:|:--|--:|:--|:--|--:|:--|"]
+    lines = [
+        "## Runs",
+        "",
+        "| run | seed | status | kimg | values | device | compute | plot |",
+        "|:--|--:|:--|--:|:--|:--|--:|:--|",
+    ]
     for run_id, group in runs.sort_values(["run_id", "protocol"]).groupby("run_id", sort=False):
         first = group.iloc[0]
         values = []
@@ -215,8 +246,13 @@ def _runs_section(result: TableResult, run_plots: dict[str, str]) -> list[str]:
             elif r["record_state"]:
                 values.append(f"{r['protocol']} {r['record_state']}")
         status = first["status"] + (" (other recipe)" if first["variant"] else "")
-        compute = (f"{first['gpu_hours']:.2f} GPU-h" if first["gpu_hours"] else
-                   f"{first['cpu_hours']:.3f} CPU-h" if first["cpu_hours"] else "—")
+        compute = (
+            f"{first['gpu_hours']:.2f} GPU-h"
+            if first["gpu_hours"]
+            else f"{first['cpu_hours']:.3f} CPU-h"
+            if first["cpu_hours"]
+            else "—"
+        )
         plot = f"[plot]({run_plots[run_id]})" if run_id in run_plots else ""
         seed = "" if not _present(first["seed"]) else str(int(first["seed"]))
         lines.append("| " + " | ".join(_esc(x) for x in (
@@ -266,10 +302,14 @@ def to_csv(result: TableResult) -> str:
 
 def index_markdown(results: list[TableResult], files: dict[str, str]) -> str:
     """A short index of several leaderboards: verdict counts per table, linked."""
-    lines = ["# Leaderboards", "", "Reported vs reproduced numbers, one page per paper table "
-             "(`degan-bench table --all`).", "",
-             "| table | preset | cells | within | outside | not comparable | pending / incomplete | not run |",
-             "|:--|:--|--:|--:|--:|--:|--:|--:|"]
+    lines = [
+        "# Leaderboards",
+        "",
+        "Reported vs reproduced numbers, one page per paper table (`degan-bench table --all`).",
+        "",
+        "| table | preset | cells | within | outside | not comparable | pending / incomplete | not run |",
+        "|:--|:--|--:|--:|--:|--:|--:|--:|",
+    ]
     for result in results:
         cells = result.cells[~result.cells["variant"] & ~result.cells["reference_only"]]
         verdicts = cells["verdict"].map(_base_verdict)
@@ -281,14 +321,18 @@ def index_markdown(results: list[TableResult], files: dict[str, str]) -> str:
             "not run": int(verdicts.isin(["not run", "no recipe yet", "not implemented"]).sum()),
         }
         link = f"[{_esc(result.table.title)}]({files[result.table.name]})"
-        lines.append(f"| {link} | {result.preset} | {len(cells)} | " + " | ".join(str(v) for v in counts.values())
-                     + " |")
+        lines.append(
+            f"| {link} | {result.preset} | {len(cells)} | "
+            + " | ".join(str(v) for v in counts.values())
+            + " |"
+        )
     lines.append("")
     return "\n".join(lines)
 
 
-def write_leaderboards(results: list[TableResult], runs: list, out: Path, *, fmt: str = "md",
-                       plots: bool = True) -> list[Path]:
+def write_leaderboards(
+    results: list[TableResult], runs: list, out: Path, *, fmt: str = "md", plots: bool = True
+) -> list[Path]:
     """Write each table as ``<name>.md`` (with ``<name>.png`` and ``runs/<run id>.png`` linked),
     ``<name>.csv`` or ``<name>.json`` under ``out``; several Markdown tables also get ``index.md``."""
     out.mkdir(parents=True, exist_ok=True)
@@ -319,7 +363,8 @@ def write_leaderboards(results: list[TableResult], runs: list, out: Path, *, fmt
         written.append(path)
     if fmt == "md" and len(results) > 1:
         index = out / "index.md"
-        index.write_text(index_markdown(results, {r.table.name: f"{r.table.name}.md" for r in results}),
-                         encoding="utf-8")
+        index.write_text(
+            index_markdown(results, {r.table.name: f"{r.table.name}.md" for r in results}), encoding="utf-8"
+        )
         written.append(index)
     return written

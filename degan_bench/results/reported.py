@@ -72,22 +72,38 @@ class Paper:
 
 
 PAPERS: dict[str, Paper] = {
-    "diffaugment": Paper("Differentiable Augmentation for Data-Efficient GAN Training", "NeurIPS 2020",
-                         "2006.10738", "mit-han-lab/data-efficient-gans"),
-    "ada": Paper("Training Generative Adversarial Networks with Limited Data", "NeurIPS 2020", "2006.06676",
-                 "NVlabs/stylegan2-ada-pytorch"),
-    "insgen": Paper("Data-Efficient Instance Generation from Instance Discrimination", "NeurIPS 2021",
-                    "2106.04566", "genforce/insgen"),
-    "fakeclr": Paper("FakeCLR: Exploring Contrastive Learning for Solving Latent Discontinuity in Data-Efficient "
-                     "GANs", "ECCV 2022", "2207.08630", "iceli1007/FakeCLR"),
-    "diggan": Paper("DigGAN: Discriminator gradIent Gap Regularization for GAN Training with Limited Data",
-                    "NeurIPS 2022", "2211.14694", "AilsaF/DigGAN"),
-    "lottery": Paper("Ultra-Data-Efficient GAN Training: Drawing A Lottery Ticket First, Then Training It Toughly",
-                     "NeurIPS 2021", "2103.00397", "VITA-Group/Ultra-Data-Efficient-GAN-Training"),
-    "lecam": Paper("Regularizing Generative Adversarial Networks under Limited Data", "CVPR 2021", "2104.03310",
-                   "google/lecam-gan"),
-    "genco": Paper("GenCo: Generative Co-training for Generative Adversarial Networks with Limited Data",
-                   "AAAI 2022", "2110.01254", "jxhuang0508/GenCo"),
+    "diffaugment": Paper(
+        "Differentiable Augmentation for Data-Efficient GAN Training",
+        "NeurIPS 2020", "2006.10738", "mit-han-lab/data-efficient-gans",
+    ),
+    "ada": Paper(
+        "Training Generative Adversarial Networks with Limited Data",
+        "NeurIPS 2020", "2006.06676", "NVlabs/stylegan2-ada-pytorch",
+    ),
+    "insgen": Paper(
+        "Data-Efficient Instance Generation from Instance Discrimination",
+        "NeurIPS 2021", "2106.04566", "genforce/insgen",
+    ),
+    "fakeclr": Paper(
+        "FakeCLR: Exploring Contrastive Learning for Solving Latent Discontinuity in Data-Efficient GANs",
+        "ECCV 2022", "2207.08630", "iceli1007/FakeCLR",
+    ),
+    "diggan": Paper(
+        "DigGAN: Discriminator gradIent Gap Regularization for GAN Training with Limited Data",
+        "NeurIPS 2022", "2211.14694", "AilsaF/DigGAN",
+    ),
+    "lottery": Paper(
+        "Ultra-Data-Efficient GAN Training: Drawing A Lottery Ticket First, Then Training It Toughly",
+        "NeurIPS 2021", "2103.00397", "VITA-Group/Ultra-Data-Efficient-GAN-Training",
+    ),
+    "lecam": Paper(
+        "Regularizing Generative Adversarial Networks under Limited Data",
+        "CVPR 2021", "2104.03310", "google/lecam-gan",
+    ),
+    "genco": Paper(
+        "GenCo: Generative Co-training for Generative Adversarial Networks with Limited Data",
+        "AAAI 2022", "2110.01254", "jxhuang0508/GenCo",
+    ),
 }  # fmt: skip
 
 #: baselines that appear in the papers' tables but that degan-bench does not implement
@@ -125,11 +141,16 @@ class Backbone:
 
 BACKBONES: dict[str, Backbone] = {
     "stylegan2-tf": Backbone("stylegan2", "TF StyleGAN2 as forked by DiffAugment (DiffAugment-stylegan2)"),
-    "stylegan2-ada": Backbone("stylegan2", "NVIDIA StyleGAN2-ADA (TF or PyTorch) and its forks (InsGen, FakeCLR)"),
-    "stylegan2-unreleased": Backbone("stylegan2", "a StyleGAN2 whose code was not released (DigGAN, LT-GAN "
-                                                  "few-shot)"),
-    "biggan-cifar": Backbone("biggan", "BigGAN-PyTorch CIFAR as forked by DiffAugment (DiffAugment-biggan-cifar; "
-                                       "DigGAN forks it again)"),
+    "stylegan2-ada": Backbone(
+        "stylegan2", "NVIDIA StyleGAN2-ADA (TF or PyTorch) and its forks (InsGen, FakeCLR)"
+    ),
+    "stylegan2-unreleased": Backbone(
+        "stylegan2", "a StyleGAN2 whose code was not released (DigGAN, LT-GAN few-shot)"
+    ),
+    "biggan-cifar": Backbone(
+        "biggan",
+        "BigGAN-PyTorch CIFAR as forked by DiffAugment (DiffAugment-biggan-cifar; DigGAN forks it again)",
+    ),
     "biggan-compare-gan": Backbone("biggan", "compare_gan BigGAN on TPU (DiffAugment-biggan-imagenet)"),
     "unknown": Backbone("", "not stated by the source"),
 }
@@ -192,17 +213,23 @@ def _row_problems(row: dict[str, str], methods: tuple[str, ...], datasets: set[s
     if row["selection"] not in SELECTIONS:
         problems.append(f"selection {row['selection']!r} is not one of {', '.join(SELECTIONS)}")
     if row["verification"] not in VERIFICATION_LEVELS:
-        problems.append(f"verification {row['verification']!r} is not one of {', '.join(VERIFICATION_LEVELS)}")
+        problems.append(
+            f"verification {row['verification']!r} is not one of {', '.join(VERIFICATION_LEVELS)}"
+        )
     if row["reference_only"] not in ("true", "false"):
         problems.append(f"reference_only {row['reference_only']!r} must be true or false")
         return problems
     ours = row["method"] in methods and row["dataset"] in datasets
     if row["reference_only"] == "true":
         if ours:
-            problems.append("reference_only is true but method and dataset are both degan-bench names "
-                            "(set it to false: the cell is reproducible here)")
+            problems.append(
+                "reference_only is true but method and dataset are both degan-bench names "
+                "(set it to false: the cell is reproducible here)"
+            )
         if row["method"] not in methods and row["method"] not in REFERENCE_METHODS:
-            problems.append(f"method {row['method']!r} is neither a degan-bench method nor in REFERENCE_METHODS")
+            problems.append(
+                f"method {row['method']!r} is neither a degan-bench method nor in REFERENCE_METHODS"
+            )
         if row["dataset"] not in datasets and row["dataset"] not in REFERENCE_DATASETS:
             problems.append(f"dataset {row['dataset']!r} is neither registered nor in REFERENCE_DATASETS")
     elif not ours:
@@ -211,8 +238,10 @@ def _row_problems(row: dict[str, str], methods: tuple[str, ...], datasets: set[s
             unknown.append(f"method {row['method']!r}")
         if row["dataset"] not in datasets:
             unknown.append(f"dataset {row['dataset']!r}")
-        problems.append(f"{' and '.join(unknown)} unknown to degan-bench; fix the name, or mark the row "
-                        "reference_only and declare the name in REFERENCE_METHODS / REFERENCE_DATASETS")
+        problems.append(
+            f"{' and '.join(unknown)} unknown to degan-bench; fix the name, or mark the row "
+            "reference_only and declare the name in REFERENCE_METHODS / REFERENCE_DATASETS"
+        )
     return problems
 
 
@@ -230,11 +259,16 @@ def validate_rows(rows: list[dict[str, str]], source: str = "reported.csv") -> l
             problems.append(f"{source}:{line}: missing columns {', '.join(missing)}")
             continue
         problems.extend(f"{source}:{line}: {p}" for p in _row_problems(row, methods, datasets))
-        for key, seen, what in ((CELL_KEY, seen_cells, "cell"), (LOOKUP_KEY, seen_lookup, "method x dataset")):
+        for key, seen, what in (
+            (CELL_KEY, seen_cells, "cell"),
+            (LOOKUP_KEY, seen_lookup, "method x dataset"),
+        ):
             ident = tuple(row[k] for k in key)
             if ident in seen:
-                problems.append(f"{source}:{line}: duplicate {what} {dict(zip(key, ident, strict=True))} "
-                                f"(first on line {seen[ident]})")
+                problems.append(
+                    f"{source}:{line}: duplicate {what} {dict(zip(key, ident, strict=True))} "
+                    f"(first on line {seen[ident]})"
+                )
             else:
                 seen[ident] = line
     return problems
@@ -246,12 +280,16 @@ def read_rows(path: Path) -> list[dict[str, str]]:
             reader = csv.DictReader(f)
             header = tuple(reader.fieldnames or ())
             if header != REPORTED_COLUMNS:
-                raise DeganError(f"{path}: header is {','.join(header)}",
-                                 fix=f"use exactly these columns: {','.join(REPORTED_COLUMNS)}")
+                raise DeganError(
+                    f"{path}: header is {','.join(header)}",
+                    fix=f"use exactly these columns: {','.join(REPORTED_COLUMNS)}",
+                )
             return [dict(row) for row in reader]
     except FileNotFoundError:
-        raise DeganError(f"reported numbers file {path} does not exist",
-                         fix="pass --reported PATH or restore results/reported.csv") from None
+        raise DeganError(
+            f"reported numbers file {path} does not exist",
+            fix="pass --reported PATH or restore results/reported.csv",
+        ) from None
 
 
 def load_reported(path: Path | None = None) -> pd.DataFrame:
@@ -261,7 +299,9 @@ def load_reported(path: Path | None = None) -> pd.DataFrame:
     problems = validate_rows(rows, str(path))
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise DeganError(f"{problems[0]}{more}", fix="fix results/reported.csv (schema: degan_bench/results/reported.py)")
+        raise DeganError(
+            f"{problems[0]}{more}", fix="fix results/reported.csv (schema: degan_bench/results/reported.py)"
+        )
     frame = pd.DataFrame(rows, columns=list(REPORTED_COLUMNS))
     frame["value"] = frame["value"].astype(float)
     frame["reference_only"] = frame["reference_only"] == "true"
@@ -269,26 +309,41 @@ def load_reported(path: Path | None = None) -> pd.DataFrame:
     return frame
 
 
-def lookup(reported: pd.DataFrame, *, paper: str, method: str, dataset: str, metric: str, arch: str,
-           table: str | None = None, arxiv_version: str | None = None) -> tuple[dict[str, Any] | None,
-                                                                               list[dict[str, Any]]]:
+def lookup(
+    reported: pd.DataFrame,
+    *,
+    paper: str,
+    method: str,
+    dataset: str,
+    metric: str,
+    arch: str,
+    table: str | None = None,
+    arxiv_version: str | None = None,
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
     """(the reported row for one cell, the other versions of it) from ``paper``.
 
     Rows of the same paper, method, dataset, metric and backbone family are candidates; ``table`` and
     ``arxiv_version`` (when given) pick the primary one; the rest are returned as alternatives."""
-    candidates = reported[(reported["paper"] == paper) & (reported["method"] == method)
-                          & (reported["dataset"] == dataset) & (reported["metric"] == metric)
-                          & (reported["arch"].isin([arch, ""]))]
+    candidates = reported[
+        (reported["paper"] == paper)
+        & (reported["method"] == method)
+        & (reported["dataset"] == dataset)
+        & (reported["metric"] == metric)
+        & (reported["arch"].isin([arch, ""]))
+    ]
     chosen = candidates
     if table is not None:
         chosen = chosen[chosen["table"] == table]
     if arxiv_version is not None:
         chosen = chosen[chosen["arxiv_version"] == arxiv_version]
     if len(chosen) > 1:
-        labels = ", ".join(f"{r.table} {r.arxiv_version or '(no version)'} {r.backbone}"
-                           for r in chosen.itertuples())
-        raise DeganError(f"several reported numbers for {paper} {method} x {dataset} ({metric}): {labels}",
-                         fix="name the table and arxiv_version in the table definition's source")
+        labels = ", ".join(
+            f"{r.table} {r.arxiv_version or '(no version)'} {r.backbone}" for r in chosen.itertuples()
+        )
+        raise DeganError(
+            f"several reported numbers for {paper} {method} x {dataset} ({metric}): {labels}",
+            fix="name the table and arxiv_version in the table definition's source",
+        )
     primary = chosen.iloc[0].to_dict() if len(chosen) == 1 else None
     others = [r.to_dict() for _, r in candidates.iterrows() if primary is None or r.name != chosen.index[0]]
     return primary, others

@@ -113,12 +113,18 @@ def load_run(path: Path) -> StoredRun:
     try:
         recipe = run.read_recipe_dict()
     except (OSError, yaml.YAMLError) as err:
-        return StoredRun(path, "unreadable", info=info,
-                         problem=f"recipe.yaml cannot be read ({type(err).__name__})")
+        return StoredRun(
+            path, "unreadable", info=info, problem=f"recipe.yaml cannot be read ({type(err).__name__})"
+        )
     metrics = run.read_metrics()
     if not isinstance(recipe, dict) or canonical_hash(recipe) != info.recipe_hash:
-        return StoredRun(path, "unreadable", info=info, metrics=metrics,
-                         problem="recipe.yaml does not hash to run.json's recipe_hash (edited by hand?)")
+        return StoredRun(
+            path,
+            "unreadable",
+            info=info,
+            metrics=metrics,
+            problem="recipe.yaml does not hash to run.json's recipe_hash (edited by hand?)",
+        )
     status = info.status if info.status in STORE_STATUSES else "unreadable"
     problem = None if status != "unreadable" else f"unknown status {info.status!r} in run.json"
     return StoredRun(path, status, info=info, recipe=recipe, metrics=metrics, problem=problem)
@@ -175,7 +181,7 @@ def _record_nimg(record: dict[str, Any]) -> int | None:
     if record.get("cur_nimg") is not None:
         return int(record["cur_nimg"])
     if record.get("kimg") is not None:
-        return int(round(float(record["kimg"]) * 1000))
+        return round(float(record["kimg"]) * 1000)
     return None
 
 

@@ -40,7 +40,7 @@ from degan_bench.recipes.loader import ResolvedRecipe, read_yaml, resolve_recipe
 from degan_bench.recipes.schema import PRESETS
 from degan_bench.results import reported as rep
 from degan_bench.results.store import StoredRun, pick_record
-from degan_bench.schema import did_you_mean, from_dict, param
+from degan_bench.schema import did_you_mean, from_dict
 
 Checkpoint = Literal["last", "best"]
 LOWER_IS_BETTER = {"fid": True, "kid": True, "is": False}
@@ -49,34 +49,46 @@ LOWER_IS_BETTER = {"fid": True, "kid": True, "is": False}
 # -- definitions ---------------------------------------------------------------------------------
 @dataclass
 class SourceRef:
-    """Which reported numbers a row shows: a paper of :data:`~degan_bench.results.reported.PAPERS`,
-    optionally one ``table`` label and ``arxiv_version`` of it (needed when several exist)."""
+    """Which reported numbers a row shows: ``paper`` (a key of
+    :data:`~degan_bench.results.reported.PAPERS`), optionally one ``table`` label and ``arxiv_version``
+    of it (needed when several exist; ``""`` selects the unversioned rows)."""
 
-    paper: str = param(help="paper key in results/reported.csv, e.g. diffaugment")
-    table: str | None = param(None, help="the reported table label, e.g. 'Table 4'")
-    arxiv_version: str | None = param(None, help="which version's numbers, e.g. v2+ ('' = unversioned)")
+    paper: str
+    table: str | None = None
+    arxiv_version: str | None = None
 
 
 @dataclass
 class ColumnDef:
-    dataset: str = param(help="registered dataset (or a reported-only dataset)")
-    label: str = param(help="column header as the paper prints it")
+    """A registered (or reported-only) ``dataset`` and its ``label`` as the paper prints it."""
+
+    dataset: str
+    label: str
 
 
 @dataclass
 class RowDef:
-    method: str = param(help="degan-bench method, or a reference-only baseline of reported.csv")
-    label: str = param(help="row label as the paper prints it")
-    source: SourceRef | None = param(None, help="where this row's reported numbers come from (default: table's)")
-    note: str | None = param(None, help="a note shown under the table")
+    """A degan-bench ``method`` (or a reference-only baseline), its ``label`` as the paper prints it, the
+    ``source`` of its reported numbers (default: the table's) and an optional ``note``."""
+
+    method: str
+    label: str
+    source: SourceRef | None = None
+    note: str | None = None
 
 
 @dataclass
 class Tolerance:
-    """A reproduction is ``within`` when ``|ours - reported| <= max(std_factor * std, relative * |reported|)``."""
+    """A reproduction is ``within`` when
+    ``|ours - reported| <= max(std_factor * std, relative * |reported|)``; ``std`` is our sample std over
+    training seeds (n >= 2)."""
 
-    std_factor: float = param(2.0, help="multiple of our std over training seeds (n >= 2)", min=0.0)
-    relative: float = param(0.10, help="fraction of the reported value", min=0.0, max=1.0)
+    std_factor: float = 2.0
+    relative: float = 0.10
+
+    def check(self) -> None:
+        if self.std_factor < 0 or not 0 <= self.relative <= 1:
+            raise ValueError("tolerance needs std_factor >= 0 and relative in [0, 1]")
 
     def band(self, reported: float, std: float | None) -> float:
         spread = self.std_factor * std if std is not None and math.isfinite(std) else 0.0
@@ -88,28 +100,37 @@ class Tolerance:
 
 @dataclass
 class TableDef:
-    """One paper table (``recipes/tables/<name>.yaml``)."""
+    """One paper table (``recipes/tables/<name>.yaml``).
 
-    title: str = param(help="title, e.g. 'DiffAugment: low-shot generation (Table 4)'")
-    description: str = param(help="one paragraph: what the table is and where its numbers come from")
-    backbone: Literal["stylegan2", "biggan"] = param(help="model arch of the table's recipes")
-    protocols: list[str] = param(help="protocol of each number, e.g. [fid5k_train] or [is10k, fid10k_test]")
-    source: SourceRef = param(help="default source of the reported numbers")
-    columns: list[ColumnDef] = param(help="datasets, in the paper's order")
-    rows: list[RowDef] = param(help="methods, in the paper's order")
-    name: str = param("", help="(set from the file name)")
-    set: list[str] = param(default_factory=list, help="--set overrides applied to every cell's recipe")
-    default_preset: str = param("paper", help="preset used when none is given")
-    seeds: int = param(1, help="training seeds `degan-bench sweep` runs per cell by default", min=1)
-    in_all: bool = param(True, help="part of `--all` (table and sweep)")
-    tolerance: Tolerance = param(default_factory=Tolerance, help="verdict tolerance")
-    notes: list[str] = param(default_factory=list, help="notes printed under the table")
+    ``title``, ``description``; ``backbone`` (model arch of its recipes: stylegan2 | biggan);
+    ``protocols`` (one sub-table each, e.g. ``[is10k, fid10k_test]``); ``source`` (default source of the
+    reported numbers); ``columns`` and ``rows`` in the paper's order; ``set`` (``--set`` overrides applied
+    to every cell's recipe); ``default_preset``; ``seeds`` (training seeds ``degan-bench sweep`` runs per
+    cell by default); ``in_all`` (part of ``--all``); ``tolerance``; ``notes``. ``name`` is the file name.
+    """
+
+    title: str
+    description: str
+    backbone: Literal["stylegan2", "biggan"]
+    protocols: list[str]
+    source: SourceRef
+    columns: list[ColumnDef]
+    rows: list[RowDef]
+    name: str = ""
+    set: list[str] = field(default_factory=list)
+    default_preset: str = "paper"
+    seeds: int = 1
+    in_all: bool = True
+    tolerance: Tolerance = field(default_factory=Tolerance)
+    notes: list[str] = field(default_factory=list)
 
     def check(self) -> None:
         if self.default_preset not in PRESETS:
             raise ValueError(f"default_preset {self.default_preset!r} is not one of {', '.join(PRESETS)}")
         if not self.protocols or not self.columns or not self.rows:
             raise ValueError("a table needs protocols, columns and rows")
+        if self.seeds < 1:
+            raise ValueError(f"seeds {self.seeds} must be >= 1")
         from degan_bench.metrics.protocols import get_protocol
 
         for protocol in self.protocols:
@@ -127,14 +148,18 @@ class TableDef:
         for column in self.columns:
             if column.dataset not in datasets:
                 hint = did_you_mean(column.dataset, datasets)
-                raise ValueError(f"column dataset {column.dataset!r} is unknown"
-                                 + (f" (did you mean {hint!r}?)" if hint else ""))
+                raise ValueError(
+                    f"column dataset {column.dataset!r} is unknown"
+                    + (f" (did you mean {hint!r}?)" if hint else "")
+                )
         methods = set(KNOWN_METHODS) | set(rep.REFERENCE_METHODS)
         for row in self.rows:
             if row.method not in methods:
                 hint = did_you_mean(row.method, methods)
-                raise ValueError(f"row method {row.method!r} is neither a degan-bench method nor a reference "
-                                 "baseline" + (f" (did you mean {hint!r}?)" if hint else ""))
+                raise ValueError(
+                    f"row method {row.method!r} is neither a degan-bench method nor a reference "
+                    "baseline" + (f" (did you mean {hint!r}?)" if hint else "")
+                )
         keys = [(r.method, r.label) for r in self.rows]
         if len(set(keys)) != len(keys):
             raise ValueError("rows repeat a (method, label) pair")
@@ -168,13 +193,16 @@ def load_table(name: str, root: Path | None = None) -> TableDef:
     if not path.exists():
         names = table_names(root)
         hint = did_you_mean(name, names)
-        raise RecipeError(f"no table named {name!r}",
-                          fix=f"did you mean {hint!r}?" if hint else f"tables: {', '.join(names) or 'none'}")
+        raise RecipeError(
+            f"no table named {name!r}",
+            fix=f"did you mean {hint!r}?" if hint else f"tables: {', '.join(names) or 'none'}",
+        )
     return load_table_file(path)
 
 
-def load_tables(names: list[str] | None = None, *, all_tables: bool = False, root: Path | None = None
-                ) -> list[TableDef]:
+def load_tables(
+    names: list[str] | None = None, *, all_tables: bool = False, root: Path | None = None
+) -> list[TableDef]:
     """Named tables, or every table with ``in_all`` (``all_tables``)."""
     if all_tables:
         return [t for t in (load_table(n, root) for n in table_names(root)) if t.in_all]
@@ -193,7 +221,9 @@ class CellRecipe:
     resolved: ResolvedRecipe | None = None
 
 
-def resolve_cell(table: TableDef, method: str, dataset: str, preset: str, root: Path | None = None) -> CellRecipe:
+def resolve_cell(
+    table: TableDef, method: str, dataset: str, preset: str, root: Path | None = None
+) -> CellRecipe:
     from degan_bench.data.registry import dataset_names
     from degan_bench.methods import KNOWN_METHODS
 
@@ -213,8 +243,10 @@ def resolve_cell(table: TableDef, method: str, dataset: str, preset: str, root: 
         return CellRecipe("invalid recipe", str(err))
     arch = resolved.data.get("model", {}).get("arch")
     if arch != table.backbone:
-        return CellRecipe("no recipe yet", f"recipes/{method}/{dataset}.yaml is a {arch} recipe, this table is "
-                                           f"{table.backbone}")
+        return CellRecipe(
+            "no recipe yet",
+            f"recipes/{method}/{dataset}.yaml is a {arch} recipe, this table is {table.backbone}",
+        )
     return CellRecipe("ok", resolved=resolved)
 
 
@@ -268,19 +300,32 @@ def _unreadable_of(run: StoredRun, key: tuple[str, str], preset: str) -> bool:
     return run.path.name.startswith(f"{key[0]}-{key[1]}-{preset}-s")
 
 
-def _run_rows(runs: list[StoredRun], protocol: str, checkpoint: str, base: dict[str, Any],
-              expected_hash: str | None) -> list[dict[str, Any]]:
+def _run_rows(
+    runs: list[StoredRun], protocol: str, checkpoint: str, base: dict[str, Any], expected_hash: str | None
+) -> list[dict[str, Any]]:
     rows = []
     for run in runs:
         picked = pick_record(run, protocol, checkpoint) if run.status == "complete" else None
-        rows.append({
-            **base, "run_id": run.run_id, "path": str(run.path), "protocol": protocol, "seed": run.seed,
-            "recipe_hash": run.recipe_hash, "variant": expected_hash is None or run.recipe_hash != expected_hash,
-            "status": run.status, "record_state": picked.state if picked else None,
-            "value": picked.value if picked else None, "kimg": run.kimg, "total_kimg": run.total_kimg,
-            "device": run.device, "gpu_hours": run.gpu_hours, "cpu_hours": run.cpu_hours,
-            "selected_on_split": picked.selected_on_split if picked else None,
-        })
+        rows.append(
+            {
+                **base,
+                "run_id": run.run_id,
+                "path": str(run.path),
+                "protocol": protocol,
+                "seed": run.seed,
+                "recipe_hash": run.recipe_hash,
+                "variant": expected_hash is None or run.recipe_hash != expected_hash,
+                "status": run.status,
+                "record_state": picked.state if picked else None,
+                "value": picked.value if picked else None,
+                "kimg": run.kimg,
+                "total_kimg": run.total_kimg,
+                "device": run.device,
+                "gpu_hours": run.gpu_hours,
+                "cpu_hours": run.cpu_hours,
+                "selected_on_split": picked.selected_on_split if picked else None,
+            }
+        )
     return rows
 
 
@@ -318,8 +363,13 @@ def _verdict(cell: dict[str, Any], tolerance: Tolerance) -> tuple[str, float | N
     if cell["n"] == 0:
         if cell["recipe_status"] != "ok" and not cell["run_ids"]:
             return cell["recipe_status"], None, None
-        for key, label in (("n_incomplete", "incomplete"), ("n_pending", "pending"), ("n_failed", "failed"),
-                           ("n_unreadable", "unreadable"), ("n_standin", "stand-in weights only")):
+        for key, label in (
+            ("n_incomplete", "incomplete"),
+            ("n_pending", "pending"),
+            ("n_failed", "failed"),
+            ("n_unreadable", "unreadable"),
+            ("n_standin", "stand-in weights only"),
+        ):
             if cell[key]:
                 return label, None, None
         return "not run", None, None
@@ -342,8 +392,14 @@ def _alternatives_text(others: list[dict[str, Any]]) -> str:
     return "; ".join(parts)
 
 
-def build_table(table: TableDef, runs: list[StoredRun], reported: pd.DataFrame,
-                options: BuildOptions | None = None, *, recipes_root: Path | None = None) -> TableResult:
+def build_table(
+    table: TableDef,
+    runs: list[StoredRun],
+    reported: pd.DataFrame,
+    options: BuildOptions | None = None,
+    *,
+    recipes_root: Path | None = None,
+) -> TableResult:
     """Every cell of ``table`` from the runs and the reported numbers (see the module docstring)."""
     options = options or BuildOptions()
     preset = options.preset or table.default_preset
@@ -363,28 +419,47 @@ def build_table(table: TableDef, runs: list[StoredRun], reported: pd.DataFrame,
                 if key not in recipes:
                     recipes[key] = resolve_cell(table, row.method, column.dataset, preset, recipes_root)
                 cell_recipe = recipes[key]
-                primary, others = rep.lookup(reported, paper=source.paper, method=row.method,
-                                             dataset=column.dataset, metric=metric, arch=table.backbone,
-                                             table=source.table, arxiv_version=source.arxiv_version)
+                primary, others = rep.lookup(
+                    reported,
+                    paper=source.paper,
+                    method=row.method,
+                    dataset=column.dataset,
+                    metric=metric,
+                    arch=table.backbone,
+                    table=source.table,
+                    arxiv_version=source.arxiv_version,
+                )
                 expected = cell_recipe.resolved.hash if cell_recipe.resolved else None
                 our_protocol = _our_protocol(cell_recipe, protocol, preset)
-                matching = [r for r in readable if (r.method, r.dataset, r.preset) == key + (preset,)
-                            and r.arch == table.backbone]
+                matching = [
+                    r
+                    for r in readable
+                    if (r.method, r.dataset, r.preset) == (*key, preset) and r.arch == table.backbone
+                ]
                 unreadable = [r for r in runs if r.status == "unreadable" and _unreadable_of(r, key, preset)]
-                base = {"row": row.label, "method": row.method, "column": column.label, "dataset": column.dataset}
+                base = {
+                    "row": row.label,
+                    "method": row.method,
+                    "column": column.label,
+                    "dataset": column.dataset,
+                }
                 cell_runs = _run_rows(matching + unreadable, our_protocol, options.checkpoint, base, expected)
                 for r in cell_runs:  # an unreadable run of this cell's name is shown with the cell
                     if r["status"] == "unreadable":
                         r["variant"] = False
                 run_rows.extend(cell_runs)
                 common = {
-                    "table": table.name, "protocol": protocol, **base,
+                    "table": table.name,
+                    "protocol": protocol,
+                    **base,
                     "reference_only": cell_recipe.status == "reference",
-                    "recipe_status": cell_recipe.status, "recipe_message": cell_recipe.message,
+                    "recipe_status": cell_recipe.status,
+                    "recipe_message": cell_recipe.message,
                     "our_protocol": our_protocol,
                     "reported": primary["value"] if primary else None,
                     "reported_protocol": primary["protocol"] if primary else None,
-                    "reported_paper": source.paper, "reported_table": primary["table"] if primary else None,
+                    "reported_paper": source.paper,
+                    "reported_table": primary["table"] if primary else None,
                     "reported_version": primary["arxiv_version"] if primary else None,
                     "verification": primary["verification"] if primary else None,
                     "reported_selection": primary["selection"] if primary else None,
@@ -392,8 +467,12 @@ def build_table(table: TableDef, runs: list[StoredRun], reported: pd.DataFrame,
                     "lower_is_better": LOWER_IS_BETTER[metric],
                 }
                 groups = [(False, expected, [r for r in cell_runs if not r["variant"]])]
-                for other in sorted({r["recipe_hash"] for r in cell_runs if r["variant"] and r["recipe_hash"]}):
-                    groups.append((True, other, [r for r in cell_runs if r["variant"] and r["recipe_hash"] == other]))
+                for other in sorted(
+                    {r["recipe_hash"] for r in cell_runs if r["variant"] and r["recipe_hash"]}
+                ):
+                    groups.append(
+                        (True, other, [r for r in cell_runs if r["variant"] and r["recipe_hash"] == other])
+                    )
                 for is_variant, recipe_hash, group in groups:
                     aggregate = _aggregate(pd.DataFrame(group, columns=RUN_COLUMNS))
                     cell = {**common, "variant": is_variant, "recipe_hash": recipe_hash, **aggregate}
@@ -402,39 +481,60 @@ def build_table(table: TableDef, runs: list[StoredRun], reported: pd.DataFrame,
                     cell_rows.append(cell)
     cells = pd.DataFrame(cell_rows)
     _mark_best(cells)
-    cells = cells.reindex(columns=CELL_COLUMNS + ["selected_splits"])
-    return TableResult(table=table, preset=preset, checkpoint=options.checkpoint, tolerance=tolerance,
-                       cells=cells, runs=pd.DataFrame(run_rows, columns=RUN_COLUMNS),
-                       unreadable=[r for r in runs if r.status == "unreadable"])
+    cells = cells.reindex(columns=[*CELL_COLUMNS, "selected_splits"])
+    return TableResult(
+        table=table,
+        preset=preset,
+        checkpoint=options.checkpoint,
+        tolerance=tolerance,
+        cells=cells,
+        runs=pd.DataFrame(run_rows, columns=RUN_COLUMNS),
+        unreadable=[r for r in runs if r.status == "unreadable"],
+    )
 
 
 def _flags(cell: dict[str, Any], checkpoint: str) -> list[str]:
     """Footnote texts of one cell (shared texts become one numbered footnote when rendered)."""
     flags = []
-    if cell["reported"] is not None and cell["reported_protocol"] != cell["our_protocol"] and not cell["variant"]:
+    if (
+        cell["reported"] is not None
+        and cell["reported_protocol"] != cell["our_protocol"]
+        and not cell["variant"]
+    ):
         if cell["reported_protocol"] == rep.UNKNOWN_PROTOCOL:
-            flags.append("the source does not say how its number was measured (protocol unknown): not compared")
+            flags.append(
+                "the source does not say how its number was measured (protocol unknown): not compared"
+            )
         else:
-            flags.append(f"reported under {cell['reported_protocol']}, ours under {cell['our_protocol']}: "
-                         "not compared")
+            flags.append(
+                f"reported under {cell['reported_protocol']}, ours under {cell['our_protocol']}: not compared"
+            )
     if cell["reported_selection"] == "best_on_test":
-        flags.append("the paper picked its checkpoint by the metric on the split it reports (test-set model "
-                     "selection)")
+        flags.append(
+            "the paper picked its checkpoint by the metric on the split it reports (test-set model selection)"
+        )
     if checkpoint == "best" and cell["selected_splits"]:
-        flags.append(f"our number is the `best` checkpoint, selected on the {'/'.join(cell['selected_splits'])} "
-                     "split it is reported on")
+        flags.append(
+            f"our number is the `best` checkpoint, selected on the {'/'.join(cell['selected_splits'])} "
+            "split it is reported on"
+        )
     if cell["verification"] in ("aggregator", "unverified"):
-        flags.append("reported value from a benchmark aggregator or not checked against the official "
-                     "code/README")
+        flags.append(
+            "reported value from a benchmark aggregator or not checked against the official code/README"
+        )
     if cell["alternatives"]:
         flags.append(f"other reported versions: {cell['alternatives']}")
     if cell["variant"]:
-        flags.append(f"runs of another recipe (hash {str(cell['recipe_hash'])[:8]}, e.g. --set overrides or an "
-                     "older recipe): shown apart, never averaged with the recipe's runs")
+        flags.append(
+            f"runs of another recipe (hash {str(cell['recipe_hash'])[:8]}, e.g. --set overrides or an "
+            "older recipe): shown apart, never averaged with the recipe's runs"
+        )
     if cell["n_standin"]:
         values = ", ".join(f"{v:.4g}" for v in cell["standin_values"])
-        flags.append(f"{cell['n_standin']} run(s) evaluated with non-standard Inception weights ({values}): "
-                     "not compared")
+        flags.append(
+            f"{cell['n_standin']} run(s) evaluated with non-standard Inception weights ({values}): "
+            "not compared"
+        )
     return flags
 
 
