@@ -82,12 +82,14 @@ class LocalQueue:
         python: str | None = None,
         evaluate: bool = True,
         on_event: Callable[[str], None] | None = None,
+        refresh: Callable[[Job], object] = refresh_state,
     ) -> None:
         self.slots = slots
         self.log_dir = log_dir
         self.python = python
         self.evaluate = evaluate
         self.on_event = on_event or (lambda _message: None)
+        self.refresh = refresh  # re-reads a finished job's run directory
         self.stop_requests = 0
         self._running: dict[str, tuple[subprocess.Popen[bytes], Job, Path, float, Any]] = {}
 
@@ -143,7 +145,7 @@ class LocalQueue:
                         continue
                     handle.close()
                     del self._running[key]
-                    refresh_state(job)
+                    self.refresh(job)
                     result = JobResult(job, code, log, time.time() - started, key)
                     results[order[id(job)]] = result
                     self.on_event(f"{result.outcome} {job.name} (exit {code}, {result.seconds:.0f} s)")

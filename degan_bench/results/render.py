@@ -210,7 +210,8 @@ def _details(result: TableResult, notes: _Footnotes) -> list[str]:
         rel = f"{cell['rel_delta']:+.1%}" if _present(cell["rel_delta"]) else "—"
         if delta != "—" and not delta.startswith("-"):
             delta = "+" + delta
-        protocols = f"{cell['reported_protocol'] or '—'} → {cell['our_protocol']}"
+        reported_protocol = cell["reported_protocol"] if _present(cell["reported_protocol"]) else "—"
+        protocols = f"{reported_protocol} → {cell['our_protocol']}"
         extra = [
             x for x in (_counts(cell), cell["recipe_message"] if cell["recipe_status"] != "ok" else "") if x
         ]
@@ -243,7 +244,7 @@ def _runs_section(result: TableResult, run_plots: dict[str, str]) -> list[str]:
             if _present(r["value"]):
                 shown = f"{r['protocol']} {r['value']:.4g}"
                 values.append(shown + (" (stand-in)" if r["record_state"] == "standin" else ""))
-            elif r["record_state"]:
+            elif _present(r["record_state"]):
                 values.append(f"{r['protocol']} {r['record_state']}")
         status = first["status"] + (" (other recipe)" if first["variant"] else "")
         compute = (
