@@ -158,6 +158,16 @@ def test_other_recipe_hash_is_a_separate_variant(store: dict[str, Any]) -> None:
     )
 
 
+def test_records_of_different_protocol_fingerprints_are_not_averaged(store: dict[str, Any]) -> None:
+    path = store["runs"] / "panda-s1" / "metrics.jsonl"
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    path.write_text("".join(json.dumps({**r, "protocol_fingerprint": "changed"}) + "\n" for r in records))
+    panda = cell(build(store), "StyleGAN2", "panda-100")
+    assert panda["n"] == 2 and pd.isna(panda["mean"])
+    assert panda["verdict"] == "not comparable (mixed protocol fingerprints)"
+    assert "⚠️" in to_markdown(build(store))
+
+
 def test_best_checkpoint_and_selection_flag(store: dict[str, Any]) -> None:
     panda = cell(build(store, checkpoint="best"), "StyleGAN2", "panda-100")
     assert panda["mean"] == pytest.approx(40.0)  # the best records (39, 41), not last (40, 42)

@@ -21,6 +21,7 @@ SYMBOLS: dict[str, str] = {
     "within": "✅",
     "outside": "❌",
     "not comparable (protocol)": "⚠️",
+    "not comparable (mixed protocol fingerprints)": "⚠️",
     "other recipe: not compared": "⚠️",
     "stand-in weights only": "⚠️",
     "pending": "⏳",

@@ -274,12 +274,12 @@ CELL_COLUMNS = [
     "reported_table", "reported_version", "verification", "reported_selection", "alternatives", "mean", "std",
     "n", "n_standin", "standin_values", "n_pending", "n_incomplete", "n_failed", "n_unreadable", "delta",
     "rel_delta", "verdict", "flags", "gpu_hours", "cpu_hours", "devices", "run_ids", "lower_is_better",
-    "is_best_reported", "is_best_ours",
+    "is_best_reported", "is_best_ours", "mixed_fingerprints",
 ]  # fmt: skip
 RUN_COLUMNS = [
     "run_id", "path", "row", "method", "column", "dataset", "protocol", "seed", "recipe_hash", "variant",
     "status", "record_state", "value", "kimg", "total_kimg", "device", "gpu_hours", "cpu_hours",
-    "selected_on_split",
+    "selected_on_split", "fingerprint",
 ]  # fmt: skip
 
 
@@ -324,6 +324,7 @@ def _run_rows(
                 "gpu_hours": run.gpu_hours,
                 "cpu_hours": run.cpu_hours,
                 "selected_on_split": picked.selected_on_split if picked else None,
+                "fingerprint": (picked.record or {}).get("protocol_fingerprint") if picked else None,
             }
         )
     return rows
@@ -336,10 +337,14 @@ def _aggregate(group: pd.DataFrame) -> dict[str, Any]:
     standin = complete[complete["record_state"] == "standin"]
     values = ok["value"].astype(float)
     n = len(values)
+    # Records made under differing protocol fingerprints (e.g. a protocol whose definition changed between
+    # code versions) are never averaged.
+    mixed = len({f for f in ok["fingerprint"] if isinstance(f, str)}) > 1
     return {
-        "mean": float(values.mean()) if n else None,
-        "std": float(values.std(ddof=1)) if n >= 2 else None,
+        "mean": float(values.mean()) if n and not mixed else None,
+        "std": float(values.std(ddof=1)) if n >= 2 and not mixed else None,
         "n": n,
+        "mixed_fingerprints": mixed,
         "n_standin": len(standin),
         "standin_values": [float(v) for v in standin["value"]],
         "n_pending": int(complete["record_state"].isin(["pending", "missing"]).sum()),
@@ -373,6 +378,8 @@ def _verdict(cell: dict[str, Any], tolerance: Tolerance) -> tuple[str, float | N
             if cell[key]:
                 return label, None, None
         return "not run", None, None
+    if cell["mixed_fingerprints"]:
+        return "not comparable (mixed protocol fingerprints)", None, None
     if cell["reported"] is None:
         return "no reported value", None, None
     delta = cell["mean"] - cell["reported"]
@@ -528,6 +535,11 @@ def _flags(cell: dict[str, Any], checkpoint: str) -> list[str]:
         flags.append(
             f"runs of another recipe (hash {str(cell['recipe_hash'])[:8]}, e.g. --set overrides or an "
             "older recipe): shown apart, never averaged with the recipe's runs"
+        )
+    if cell["mixed_fingerprints"]:
+        flags.append(
+            "the runs' metric records carry different protocol fingerprints (the protocol changed between "
+            "code versions?): not averaged; re-evaluate them with `degan-bench eval`"
         )
     if cell["n_standin"]:
         values = ", ".join(f"{v:.4g}" for v in cell["standin_values"])
