@@ -235,8 +235,8 @@ def _runs_section(result: TableResult, run_plots: dict[str, str]) -> list[str]:
     lines = [
         "## Runs",
         "",
-        "| run | seed | status | kimg | values | device | compute | plot |",
-        "|:--|--:|:--|--:|:--|:--|--:|:--|",
+        "| run | seed | status | kimg | values | device | compute | code | plot |",
+        "|:--|--:|:--|--:|:--|:--|--:|:--|:--|",
     ]
     for run_id, group in runs.sort_values(["run_id", "protocol"]).groupby("run_id", sort=False):
         first = group.iloc[0]
@@ -257,9 +257,10 @@ def _runs_section(result: TableResult, run_plots: dict[str, str]) -> list[str]:
         )
         plot = f"[plot]({run_plots[run_id]})" if run_id in run_plots else ""
         seed = "" if not _present(first["seed"]) else str(int(first["seed"]))
+        code = str(first["code_version"]) if _present(first["code_version"]) else "—"
         lines.append("| " + " | ".join(_esc(x) for x in (
             run_id, seed, status, f"{first['kimg']:g}/{first['total_kimg']:g}", "; ".join(values) or "—",
-            str(first["device"]), compute, plot,
+            str(first["device"]), compute, code, plot,
         )) + " |")  # fmt: skip
     lines.append("")
     problems = [r for r in result.unreadable if r.run_id in set(runs["run_id"])]

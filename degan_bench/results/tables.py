@@ -279,7 +279,7 @@ CELL_COLUMNS = [
 RUN_COLUMNS = [
     "run_id", "path", "row", "method", "column", "dataset", "protocol", "seed", "recipe_hash", "variant",
     "status", "record_state", "value", "kimg", "total_kimg", "device", "gpu_hours", "cpu_hours",
-    "selected_on_split", "fingerprint",
+    "selected_on_split", "fingerprint", "code_version",
 ]  # fmt: skip
 
 
@@ -325,6 +325,7 @@ def _run_rows(
                 "cpu_hours": run.cpu_hours,
                 "selected_on_split": picked.selected_on_split if picked else None,
                 "fingerprint": (picked.record or {}).get("protocol_fingerprint") if picked else None,
+                "code_version": run.info.code_version if run.info else None,
             }
         )
     return rows
