@@ -28,20 +28,20 @@ def sweep_command(
     preset: Annotated[
         str | None,
         typer.Option(
-            help=f"{' | '.join(PRESETS)} [default: each table's, paper for paper tables].", show_default=False
+            help=f"{' | '.join(PRESETS)} (default: each table's, paper for paper tables).", show_default=False
         ),
     ] = None,
     seeds: Annotated[
         int | None,
         typer.Option(
-            help="Training seeds per cell (0..N-1) [default: each table's].", min=1, show_default=False
+            help="Training seeds per cell (0..N-1) (default: each table's).", min=1, show_default=False
         ),
     ] = None,
     gpus: Annotated[
         str | None,
         typer.Option(
             help="GPU indices for the local queue, e.g. 0,1 (one job per GPU), "
-            "or 'cpu' [default: every visible GPU, else cpu].",
+            "or 'cpu' (default: every visible GPU, else cpu).",
             show_default=False,
         ),
     ] = None,
@@ -57,7 +57,7 @@ def sweep_command(
     runs: Annotated[
         Path | None,
         typer.Option(
-            "--runs", help="Run root the jobs write to [default: the runs dir].", show_default=False
+            "--runs", help="Run root the jobs write to (default: the runs dir).", show_default=False
         ),
     ] = None,
     no_eval: Annotated[
@@ -66,7 +66,7 @@ def sweep_command(
     out: Annotated[
         Path | None,
         typer.Option(
-            help="Where the rebuilt leaderboards go [default: results/leaderboards/].", show_default=False
+            help="Where the rebuilt leaderboards go (default: results/leaderboards/).", show_default=False
         ),
     ] = None,
     no_table: Annotated[

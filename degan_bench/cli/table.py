@@ -29,18 +29,18 @@ def table_command(
     all_: Annotated[bool, typer.Option("--all", help="Every table marked in_all.")] = False,
     fmt: Annotated[str, typer.Option("--format", help="md (with PNG plots) | csv | json")] = "md",
     out: Annotated[
-        Path | None, typer.Option(help="Output folder [default: results/leaderboards/].", show_default=False)
+        Path | None, typer.Option(help="Output folder (default: results/leaderboards/).", show_default=False)
     ] = None,
     runs: Annotated[
         list[Path] | None,
         typer.Option(
-            "--runs", help="Run root to scan (repeatable) [default: the runs dir].", show_default=False
+            "--runs", help="Run root to scan (repeatable) (default: the runs dir).", show_default=False
         ),
     ] = None,
     preset: Annotated[
         str | None,
         typer.Option(
-            help=f"Which runs count: {' | '.join(PRESETS)} [default: the table's, paper for paper tables].",
+            help=f"Which runs count: {' | '.join(PRESETS)} (default: the table's, paper for paper tables).",
             show_default=False,
         ),
     ] = None,
@@ -54,7 +54,7 @@ def table_command(
     ] = "last",
     reported: Annotated[
         Path | None,
-        typer.Option(help="Reported numbers CSV [default: results/reported.csv].", show_default=False),
+        typer.Option(help="Reported numbers CSV (default: results/reported.csv).", show_default=False),
     ] = None,
     plots: Annotated[
         bool, typer.Option("--plots/--no-plots", help="Write PNG plots next to the Markdown.")
