@@ -150,6 +150,15 @@ def test_cell_states_single_seed_pending_missing_and_reference(store: dict[str, 
     assert one["n"] == 1 and one["verdict"] == "within (n=1)" and one["n_pending"] == 2
 
 
+def test_runs_of_a_non_paper_preset_are_never_compared(store: dict[str, Any]) -> None:
+    smoke = resolve_recipe("stylegan2", "obama-100", "smoke")
+    make_run(store["runs"], "obama-smoke", smoke, 0, metrics=[metric_record(80.0, nimg=32)])
+    obama = cell(build(store, preset="smoke"), "StyleGAN2", "obama-100")
+    assert obama["n"] == 1 and obama["mean"] == 80.0 and obama["verdict"] == "not comparable (preset)"
+    assert any("smoke preset" in f for f in obama["flags"])
+    assert cell(build(store), "StyleGAN2", "obama-100")["n"] == 3  # the paper table ignores the smoke run
+
+
 def test_other_recipe_hash_is_a_separate_variant(store: dict[str, Any]) -> None:
     variant = cell(build(store), "StyleGAN2", "obama-100", variant=True)
     assert variant["recipe_hash"] == store["variant"].hash

@@ -22,6 +22,7 @@ SYMBOLS: dict[str, str] = {
     "outside": "❌",
     "not comparable (protocol)": "⚠️",
     "not comparable (mixed protocol fingerprints)": "⚠️",
+    "not comparable (preset)": "⚠️",
     "other recipe: not compared": "⚠️",
     "stand-in weights only": "⚠️",
     "pending": "⏳",
@@ -34,7 +35,8 @@ LEGEND = [
     ("❌", "outside tolerance"),
     (
         "⚠️",
-        "not comparable: another or an unknown protocol, non-standard Inception weights, or another recipe",
+        "not comparable: another or an unknown protocol, non-standard Inception weights, another recipe, "
+        "or a non-paper preset",
     ),
     (
         "⏳",

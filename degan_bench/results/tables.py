@@ -35,6 +35,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from degan_bench.errors import DeganError, MethodError, RecipeError
+from degan_bench.metrics.protocols import get_protocol
 from degan_bench.paths import recipes_dir
 from degan_bench.recipes.loader import ResolvedRecipe, read_yaml, resolve_recipe
 from degan_bench.recipes.schema import PRESETS
@@ -131,8 +132,6 @@ class TableDef:
             raise ValueError("a table needs protocols, columns and rows")
         if self.seeds < 1:
             raise ValueError(f"seeds {self.seeds} must be >= 1")
-        from degan_bench.metrics.protocols import get_protocol
-
         for protocol in self.protocols:
             try:
                 get_protocol(protocol)
@@ -269,8 +268,8 @@ class TableResult:
 
 
 CELL_COLUMNS = [
-    "table", "protocol", "row", "method", "column", "dataset", "variant", "reference_only", "recipe_status",
-    "recipe_message", "recipe_hash", "our_protocol", "reported", "reported_protocol", "reported_paper",
+    "table", "preset", "protocol", "row", "method", "column", "dataset", "variant", "reference_only",
+    "recipe_status", "recipe_message", "recipe_hash", "our_protocol", "reported", "reported_protocol", "reported_paper",
     "reported_table", "reported_version", "verification", "reported_selection", "alternatives", "mean", "std",
     "n", "n_standin", "standin_values", "n_pending", "n_incomplete", "n_failed", "n_unreadable", "delta",
     "rel_delta", "verdict", "flags", "gpu_hours", "cpu_hours", "devices", "run_ids", "lower_is_better",
@@ -387,6 +386,8 @@ def _verdict(cell: dict[str, Any], tolerance: Tolerance) -> tuple[str, float | N
     rel = delta / cell["reported"] if cell["reported"] else None
     if cell["reported_protocol"] != cell["our_protocol"]:
         return "not comparable (protocol)", delta, rel
+    if cell["preset"] != "paper":
+        return "not comparable (preset)", delta, rel
     within = abs(delta) <= tolerance.band(cell["reported"], cell["std"])
     verdict = "within" if within else "outside"
     return (verdict + (" (n=1)" if cell["n"] == 1 else "")), delta, rel
@@ -417,8 +418,6 @@ def build_table(
     run_rows: list[dict[str, Any]] = []
     recipes: dict[tuple[str, str], CellRecipe] = {}
     for protocol in table.protocols:
-        from degan_bench.metrics.protocols import get_protocol
-
         metric = get_protocol(protocol).metric
         for row in table.rows:
             source = row.source or table.source
@@ -458,6 +457,7 @@ def build_table(
                 run_rows.extend(cell_runs)
                 common = {
                     "table": table.name,
+                    "preset": preset,
                     "protocol": protocol,
                     **base,
                     "reference_only": cell_recipe.status == "reference",
@@ -517,6 +517,8 @@ def _flags(cell: dict[str, Any], checkpoint: str) -> list[str]:
             flags.append(
                 f"reported under {cell['reported_protocol']}, ours under {cell['our_protocol']}: not compared"
             )
+    if cell["preset"] != "paper" and cell["n"] and cell["reported"] is not None and not cell["variant"]:
+        flags.append(f"our runs use the {cell['preset']} preset, not the paper recipe: not compared")
     if cell["reported_selection"] == "best_on_test":
         flags.append(
             "the paper picked its checkpoint by the metric on the split it reports (test-set model selection)"
