@@ -269,11 +269,11 @@ class TableResult:
 
 CELL_COLUMNS = [
     "table", "preset", "protocol", "row", "method", "column", "dataset", "variant", "reference_only",
-    "recipe_status", "recipe_message", "recipe_hash", "our_protocol", "reported", "reported_protocol", "reported_paper",
-    "reported_table", "reported_version", "verification", "reported_selection", "alternatives", "mean", "std",
-    "n", "n_standin", "standin_values", "n_pending", "n_incomplete", "n_failed", "n_unreadable", "delta",
-    "rel_delta", "verdict", "flags", "gpu_hours", "cpu_hours", "devices", "run_ids", "lower_is_better",
-    "is_best_reported", "is_best_ours", "mixed_fingerprints",
+    "recipe_status", "recipe_message", "recipe_hash", "our_protocol", "reported", "reported_protocol",
+    "reported_paper", "reported_table", "reported_version", "verification", "reported_selection",
+    "alternatives", "mean", "std", "n", "n_standin", "standin_values", "n_pending", "n_incomplete",
+    "n_failed", "n_unreadable", "delta", "rel_delta", "verdict", "flags", "gpu_hours", "cpu_hours",
+    "devices", "run_ids", "lower_is_better", "is_best_reported", "is_best_ours", "mixed_fingerprints",
 ]  # fmt: skip
 RUN_COLUMNS = [
     "run_id", "path", "row", "method", "column", "dataset", "protocol", "seed", "recipe_hash", "variant",
