@@ -33,8 +33,6 @@ from degan_bench.results.store import StoredRun, load_run
 from degan_bench.results.tables import TableDef, resolve_cell
 from degan_bench.training.runner import default_run_name
 
-JOB_STATES = ("new", "incomplete", "complete", "conflict")
-
 
 @dataclass
 class Job:

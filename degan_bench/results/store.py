@@ -15,12 +15,12 @@ Which metric record stands for a run (:func:`pick_record`):
   evaluation seeds; it carries ``selection``). When the best checkpoint *was* the last one the loop writes
   no separate record, so the ``last`` record is used, and it is marked as selected too.
 
-The newest ``ok`` record wins; if there is none, a ``pending`` record makes the run pending.
+The newest ``ok`` record with the standard Inception weights wins (else the newest stand-in one); if
+there is none, a ``pending`` record makes the run pending.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -200,9 +200,11 @@ def is_best_record(record: dict[str, Any]) -> bool:
 def _choose(records: Iterable[dict[str, Any]]) -> PickedRecord:
     records = list(records)
     ok = [r for r in records if r.get("status") == "ok" and r.get("value") is not None]
+    standard = [r for r in ok if r.get("standard_weights")]
+    if standard:
+        return PickedRecord("ok", standard[-1])
     if ok:
-        record = ok[-1]
-        return PickedRecord("ok" if record.get("standard_weights") else "standin", record)
+        return PickedRecord("standin", ok[-1])
     if any(r.get("status") == "pending" for r in records):
         return PickedRecord("pending", next(r for r in reversed(records) if r.get("status") == "pending"))
     return PickedRecord("missing")
@@ -240,28 +242,3 @@ def describe_runs(runs: Sequence[StoredRun]) -> str:
         counts[run.status] = counts.get(run.status, 0) + 1
     parts = [f"{counts[s]} {s}" for s in STORE_STATUSES if counts.get(s)]
     return f"{len(runs)} runs" + (f" ({', '.join(parts)})" if parts else "")
-
-
-def run_summary(run: StoredRun) -> dict[str, Any]:
-    """A JSON-ready summary of one run (for ``--format json`` and the runs section of tables)."""
-    return {
-        "run_id": run.run_id,
-        "path": str(run.path),
-        "status": run.status,
-        "problem": run.problem,
-        "method": run.method,
-        "dataset": run.dataset,
-        "preset": run.preset,
-        "seed": run.seed,
-        "recipe_hash": run.recipe_hash,
-        "kimg": run.kimg,
-        "total_kimg": run.total_kimg,
-        "device": run.device,
-        "gpu_hours": run.gpu_hours,
-        "cpu_hours": run.cpu_hours,
-        "code_version": run.info.code_version if run.info else None,
-    }
-
-
-def dumps(data: Any) -> str:
-    return json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
