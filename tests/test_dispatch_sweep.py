@@ -203,6 +203,19 @@ def test_slurm_script_is_an_array_that_resumes(recipes: Path, tmp_path: Path) ->
         sbatch_script([], tmp_path, SlurmOptions(), python="python", workdir=tmp_path)
 
 
+def test_sweep_slurm_backend_writes_the_script_without_submitting(recipes: Path, tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    result = CliRunner().invoke(
+        app, ["sweep", "tiny", "--backend", "slurm", "--runs", str(runs), "--slurm-time", "04:00:00"]
+    )
+    assert result.exit_code == 0, result.output
+    (script,) = (runs / "sweep-logs").glob("sweep-*.sbatch")
+    text = script.read_text()
+    assert (
+        "#SBATCH --time=04:00:00" in text and "--set loss.r1_gamma=5" in text and "sbatch " in result.output
+    )
+
+
 def test_estimates_prefer_measured_speed_then_the_cost_table(recipes: Path, tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     (job,) = expand_jobs([load_table("tiny")], runs)[0]

@@ -187,6 +187,14 @@ def test_best_checkpoint_and_selection_flag(store: dict[str, Any]) -> None:
     assert picked.value == 78.0 and picked.selected_on_split == "train"
 
 
+def test_a_standard_record_wins_over_a_newer_stand_in(store: dict[str, Any]) -> None:
+    run_dir = store["runs"] / "grumpy-s0"
+    with (run_dir / "metrics.jsonl").open("a") as f:
+        f.write(json.dumps(metric_record(5.0, nimg=LAST, standard=False)) + "\n")
+    picked = pick_record(load_run(run_dir), "fid5k_train")
+    assert picked.state == "ok" and picked.value == 60.0
+
+
 def test_unreadable_runs_are_kept_with_a_reason(store: dict[str, Any]) -> None:
     broken_run(store["runs"], "garbage", run_json="{not json")
     runs = scan_runs([store["runs"], store["runs"]])  # a root given twice counts once
