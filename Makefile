@@ -4,8 +4,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP_FLAGS ?= --disable-pip-version-check
 PYTEST_ARGS ?=
+TABLE_ARGS ?=
+SWEEP_ARGS ?=
+BENCH_DEVICE ?= auto
 
-.PHONY: install test lint
+.PHONY: install demo test lint bench table reproduce-all
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -14,21 +17,24 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 install: $(VENV)/.installed  ## create .venv and install degan-bench with its dev tools
 
-test: install  ## run the test suite (CPU only, ~10 minutes on 2 cores)
+demo: install  ## train the tiny smoke StyleGAN2 on the embedded shapes-100 set (CPU, a few minutes)
+	$(VENV)/bin/degan-bench data prepare shapes-100
+	$(VENV)/bin/degan-bench run stylegan2 shapes-100 --preset smoke --out runs/demo --resume auto
+	@echo "demo run directory: runs/demo (reals.png, fakes_*.png, stats.jsonl, metrics.jsonl, checkpoints/)"
+
+test: install  ## run the test suite (CPU only)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 lint: install  ## ruff
 	$(VENV)/bin/ruff check degan_bench tests benchmarks
 	$(VENV)/bin/ruff format --check degan_bench tests benchmarks
 
-.PHONY: demo bench
-
-demo: install  ## train the tiny smoke StyleGAN2 on the embedded shapes-100 set (CPU, a few minutes)
-	$(VENV)/bin/degan-bench data prepare shapes-100
-	$(VENV)/bin/degan-bench run stylegan2 shapes-100 --preset smoke --out runs/demo --resume auto
-	@echo "demo run directory: runs/demo (reals.png, fakes_*.png, stats.jsonl, metrics.jsonl, checkpoints/)"
-
-BENCH_DEVICE ?= auto
 bench: install  ## training and evaluation throughput (see benchmarks/); BENCH_DEVICE=cuda on a GPU
 	$(PY) benchmarks/bench_train.py stylegan2 obama-100 --device $(BENCH_DEVICE) --json runs/bench-train.json
 	$(PY) benchmarks/bench_metrics.py --device $(BENCH_DEVICE)
+
+table: install  ## rebuild every leaderboard in results/leaderboards/ from the run store (TABLE_ARGS="--runs DIR ...")
+	$(VENV)/bin/degan-bench table --all $(TABLE_ARGS)
+
+reproduce-all: install  ## train every paper-table cell with the paper recipes, then rebuild the leaderboards (SWEEP_ARGS="--gpus 0,1 ...")
+	$(VENV)/bin/degan-bench sweep --all --preset paper $(SWEEP_ARGS)

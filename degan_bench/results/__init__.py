@@ -1,1 +1,10 @@
-"""The run store, reported numbers, leaderboards and plots."""
+"""The run store, reported numbers, leaderboards and plots.
+
+- :mod:`~degan_bench.results.reported`: ``results/reported.csv`` (the papers' numbers) and its schema;
+- :mod:`~degan_bench.results.store`: run directories under one or more roots, and which metric record
+  stands for a run;
+- :mod:`~degan_bench.results.tables`: table definitions (``recipes/tables/*.yaml``) and per-cell
+  aggregation, verdicts and flags;
+- :mod:`~degan_bench.results.render`: Markdown / CSV / JSON leaderboards;
+- :mod:`~degan_bench.results.plots`: per-run and per-table figures.
+"""

@@ -1,0 +1,239 @@
+"""``degan-bench sweep``: run every cell of paper tables (recipe x seed), resume what is unfinished, skip
+what is complete, then rebuild the leaderboards."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from degan_bench.cli.app import app, console
+from degan_bench.recipes.schema import PRESETS
+
+
+def _visible_gpus() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+@app.command("sweep")
+def sweep_command(
+    names: Annotated[
+        list[str] | None, typer.Argument(help="Table name(s) from recipes/tables/.", show_default=False)
+    ] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every table marked in_all.")] = False,
+    preset: Annotated[
+        str | None,
+        typer.Option(
+            help=f"{' | '.join(PRESETS)} (default: each table's, paper for paper tables).", show_default=False
+        ),
+    ] = None,
+    seeds: Annotated[
+        int | None,
+        typer.Option(
+            help="Training seeds per cell (0..N-1) (default: each table's).", min=1, show_default=False
+        ),
+    ] = None,
+    gpus: Annotated[
+        str | None,
+        typer.Option(
+            help="GPU indices for the local queue, e.g. 0,1 (one job per GPU), "
+            "or 'cpu' (default: every visible GPU, else cpu).",
+            show_default=False,
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the jobs and a GPU-hour estimate; run nothing.")
+    ] = False,
+    backend: Annotated[
+        str, typer.Option(help="local (a queue on this machine) | slurm (an sbatch job array).")
+    ] = "local",
+    submit: Annotated[
+        bool, typer.Option(help="slurm: submit the script with sbatch (default: only write and print it).")
+    ] = False,
+    runs: Annotated[
+        Path | None,
+        typer.Option(
+            "--runs", help="Run root the jobs write to (default: the runs dir).", show_default=False
+        ),
+    ] = None,
+    no_eval: Annotated[
+        bool, typer.Option("--no-eval", help="Train only; evaluate later with `degan-bench eval RUN`.")
+    ] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where the rebuilt leaderboards go (default: results/leaderboards/).", show_default=False
+        ),
+    ] = None,
+    no_table: Annotated[
+        bool, typer.Option("--no-table", help="Do not rebuild the leaderboards at the end.")
+    ] = False,
+    slurm_time: Annotated[
+        str, typer.Option(help="slurm: --time per allocation (runs continue over requeues).")
+    ] = "24:00:00",
+    slurm_partition: Annotated[
+        str | None, typer.Option(help="slurm: --partition.", show_default=False)
+    ] = None,
+    slurm_account: Annotated[str | None, typer.Option(help="slurm: --account.", show_default=False)] = None,
+    slurm_cpus: Annotated[int, typer.Option(help="slurm: --cpus-per-task.", min=1)] = 8,
+    slurm_max_parallel: Annotated[
+        int | None, typer.Option(help="slurm: at most N array tasks at once.", min=1, show_default=False)
+    ] = None,
+) -> None:
+    """Expand tables into (recipe x seed) jobs; skip complete runs (same recipe hash and seed), resume
+    incomplete ones with --resume auto, run the rest (one job per GPU), then rebuild the leaderboards.
+
+    Example: degan-bench sweep diffaugment-lowshot --gpus 0,1,2,3 --dry-run
+    """
+    from degan_bench.dispatch import jobs as jobs_mod
+    from degan_bench.errors import DeganError
+    from degan_bench.paths import runs_dir
+    from degan_bench.results.store import scan_runs
+    from degan_bench.results.tables import load_tables
+
+    if backend not in ("local", "slurm"):
+        raise DeganError(f"--backend {backend!r} is unknown", fix="use local or slurm")
+    if preset is not None and preset not in PRESETS:
+        raise DeganError(f"--preset {preset!r} is unknown", fix=f"use one of {', '.join(PRESETS)}")
+    if names and all_:
+        raise DeganError("give table names or --all, not both", fix="drop one of them")
+    tables = load_tables(names, all_tables=all_)
+    root = runs or runs_dir()
+    jobs, skipped = jobs_mod.expand_jobs(tables, root, preset=preset, seeds=seeds)
+    _print_plan(jobs, skipped, root)
+    if dry_run:
+        stored = scan_runs([root])
+        _print_estimate(jobs, stored, jobs_mod.load_costs())
+        return
+    todo = [job for job in jobs if job.state in ("new", "incomplete")]
+    log_dir = root / "sweep-logs"
+    if backend == "slurm":
+        _slurm(todo, log_dir, submit=submit, evaluate=not no_eval, options=dict(
+            time=slurm_time, partition=slurm_partition, account=slurm_account, cpus_per_task=slurm_cpus,
+            max_parallel=slurm_max_parallel))  # fmt: skip
+        return
+    from degan_bench.dispatch.local import LocalQueue, parse_gpus
+
+    slots = parse_gpus(gpus, 0 if gpus is not None else _visible_gpus())
+    where = ", ".join(f"GPU {s}" for s in slots if s is not None) or "the CPU (one job at a time)"
+    console.print(f"running {len(todo)} job(s) on {where}; logs in {log_dir}", highlight=False)
+    queue = LocalQueue(
+        slots,
+        log_dir,
+        evaluate=not no_eval,
+        on_event=lambda message: console.print(message, highlight=False, soft_wrap=True),
+    )
+    results = queue.run(todo)
+    outcomes: dict[str, int] = {}
+    for result in results:
+        outcomes[result.outcome] = outcomes.get(result.outcome, 0) + 1
+    console.print(
+        "sweep: " + (", ".join(f"{n} {o}" for o, n in outcomes.items()) or "nothing to run"), highlight=False
+    )
+    for result in results:
+        if result.outcome == "failed":
+            console.print(
+                f"[red]failed[/] {result.job.name}: see {result.log}", highlight=False, soft_wrap=True
+            )
+    if not no_table:
+        _rebuild_tables(tables, root, preset, out)
+    if queue.stop_requests:
+        raise typer.Exit(130)
+    if outcomes.get("failed"):
+        raise typer.Exit(1)
+
+
+def _print_plan(jobs: list, skipped: list, root: Path) -> None:
+    states: dict[str, int] = {}
+    for job in jobs:
+        states[job.state] = states.get(job.state, 0) + 1
+    reasons: dict[str, int] = {}
+    for reason in {(c.method, c.dataset, c.reason): c.reason for c in skipped}.values():
+        reasons[reason] = reasons.get(reason, 0) + 1
+    console.print(
+        f"{len(jobs)} job(s) under {root}: " + ", ".join(f"{n} {s}" for s, n in states.items()),
+        highlight=False,
+    )
+    if reasons:
+        console.print(
+            "method x dataset cells without a job: " + ", ".join(f"{n} {r}" for r, n in reasons.items()),
+            highlight=False,
+        )
+    for job in jobs:
+        if job.state == "conflict":
+            console.print(f"[yellow]conflict[/] {job.name}: {job.note}", highlight=False, soft_wrap=True)
+
+
+def _print_estimate(jobs: list, stored: list, costs: list) -> None:
+    from degan_bench.dispatch.jobs import estimate_job, summarize_estimates
+
+    estimates = {job.name: estimate_job(job, stored, costs) for job in jobs}
+    console.print(
+        f"{'state':<11}{'kimg done/total':>17}{'dev-s/kimg':>12}{'est. h':>9}  run [tables]", highlight=False
+    )
+    for job in jobs:
+        estimate = estimates[job.name]
+        rate = (
+            f"{estimate.device_sec_per_kimg:.3g}" if estimate.device_sec_per_kimg is not None else "unknown"
+        )
+        hours = estimate.hours(job.remaining_kimg) if job.state in ("new", "incomplete") else 0.0
+        shown = "-" if hours is None else f"{hours:.2f}"
+        console.print(
+            f"{job.state:<11}{f'{job.done_kimg:g}/{job.total_kimg:g}':>17}{rate:>12}{shown:>9}  "
+            f"{job.name} [{', '.join(job.tables)}]",
+            highlight=False,
+            soft_wrap=True,
+            markup=False,
+        )
+    sources = sorted({e.source for e in estimates.values()})
+    console.print("rates: " + " | ".join(sources), highlight=False, soft_wrap=True)
+    totals = summarize_estimates(jobs, estimates)
+    console.print(
+        f"to run: {totals['jobs']} job(s), about {totals['gpu_hours']:.1f} GPU-hours"
+        + (f" + {totals['cpu_hours']:.2f} CPU-hours" if totals["cpu_hours"] else "")
+        + (f"; {len(totals['unknown'])} job(s) of unknown cost" if totals["unknown"] else "")
+        + " (training only; evaluation not included)",
+        highlight=False,
+    )
+
+
+def _slurm(todo: list, log_dir: Path, *, submit: bool, evaluate: bool, options: dict) -> None:
+    from degan_bench.dispatch.slurm import SlurmOptions, sbatch_script
+    from degan_bench.dispatch.slurm import submit as sbatch_submit
+    from degan_bench.training.rundir import utc_now
+
+    if not todo:
+        console.print("nothing to submit: every job is complete", highlight=False)
+        return
+    script = sbatch_script(
+        todo, log_dir, SlurmOptions(**options), python=sys.executable, workdir=Path.cwd(), evaluate=evaluate
+    )
+    log_dir.mkdir(parents=True, exist_ok=True)
+    path = log_dir / f"sweep-{utc_now().replace(':', '')}.sbatch"
+    path.write_text(script, encoding="utf-8")
+    console.print(script, highlight=False, markup=False, soft_wrap=True)
+    if submit:
+        console.print(sbatch_submit(path), highlight=False)
+    else:
+        console.print(
+            f"wrote {path}; submit it with `sbatch {path}` (or rerun with --submit)", highlight=False
+        )
+
+
+def _rebuild_tables(tables: list, root: Path, preset: str | None, out: Path | None) -> None:
+    from degan_bench.cli.table import default_out
+    from degan_bench.results.render import write_leaderboards
+    from degan_bench.results.reported import load_reported
+    from degan_bench.results.store import scan_runs
+    from degan_bench.results.tables import BuildOptions, build_table
+
+    stored = scan_runs([root])
+    reported = load_reported()
+    results = [build_table(t, stored, reported, BuildOptions(preset=preset)) for t in tables]
+    target = out or default_out()
+    write_leaderboards(results, stored, target)
+    console.print(f"leaderboards rebuilt in {target}", highlight=False)

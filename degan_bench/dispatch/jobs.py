@@ -1,0 +1,246 @@
+"""Sweep jobs: tables expanded into (recipe x seed) runs, their state on disk, and cost estimates.
+
+A job is one ``degan-bench run METHOD DATASET --preset P --seed S [--set ...] --resume auto --out RUN``.
+Its run directory is ``<runs root>/<default_run_name>`` (method, dataset, preset, seed and recipe hash),
+so the same job always lands in the same directory:
+
+- ``new``: no ``run.json`` there yet;
+- ``complete``: ``run.json`` says complete *and* its recipe hash and seed are the job's -> skipped;
+- ``incomplete``: running / stopped / failed -> resumed with ``--resume auto`` (from the newest
+  checkpoint; a failed run restarts from its last good one);
+- ``conflict``: the directory holds another recipe hash or seed, or cannot be read -> left alone and
+  reported (never overwritten).
+
+Estimates are kimg x device-seconds per kimg: measured from ``stats.jsonl`` of runs with the same
+recipe hash when there are any (median over ticks, the first tick excluded since it includes start-up),
+else from ``results/costs.yaml`` (published numbers for matching configurations), else unknown.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from degan_bench.errors import DeganError
+from degan_bench.paths import results_dir
+from degan_bench.recipes.loader import ResolvedRecipe
+from degan_bench.results.store import StoredRun, load_run
+from degan_bench.results.tables import TableDef, resolve_cell
+from degan_bench.training.runner import default_run_name
+
+
+@dataclass
+class Job:
+    """One recipe x seed run of a sweep."""
+
+    resolved: ResolvedRecipe
+    seed: int
+    run_dir: Path
+    tables: list[str] = field(default_factory=list)
+    state: str = "new"
+    done_kimg: float = 0.0
+    note: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.run_dir.name
+
+    @property
+    def total_kimg(self) -> float:
+        return float(self.resolved.recipe.training.kimg)
+
+    @property
+    def remaining_kimg(self) -> float:
+        return max(self.total_kimg - self.done_kimg, 0.0)
+
+    def command(self, *, python: str | None = None, device: str = "auto", evaluate: bool = True) -> list[str]:
+        """The ``degan-bench run`` command line that trains (or continues) this job."""
+        r = self.resolved
+        cmd = [python or sys.executable, "-m", "degan_bench", "run", r.method, r.dataset]
+        cmd += ["--preset", r.preset, "--seed", str(self.seed), "--resume", "auto"]
+        cmd += ["--out", str(self.run_dir), "--device", device]
+        for override in r.overrides:
+            cmd += ["--set", override]
+        if not evaluate:
+            cmd.append("--no-eval")
+        return cmd
+
+
+@dataclass
+class SkippedCell:
+    """A table cell that yields no job, and why (reference only, no recipe yet, ...)."""
+
+    table: str
+    method: str
+    dataset: str
+    reason: str
+    message: str
+
+
+def expand_jobs(
+    tables: list[TableDef],
+    runs_root: Path,
+    *,
+    preset: str | None = None,
+    seeds: int | None = None,
+    recipes_root: Path | None = None,
+) -> tuple[list[Job], list[SkippedCell]]:
+    """Every (recipe x seed) job of ``tables`` (deduplicated across tables), with its state on disk."""
+    jobs: dict[tuple[str, int], Job] = {}
+    skipped: list[SkippedCell] = []
+    for table in tables:
+        table_preset = preset or table.default_preset
+        for row in table.rows:
+            for column in table.columns:
+                cell = resolve_cell(table, row.method, column.dataset, table_preset, recipes_root)
+                if cell.resolved is None:
+                    skipped.append(
+                        SkippedCell(table.name, row.method, column.dataset, cell.status, cell.message)
+                    )
+                    continue
+                for seed in range(seeds or table.seeds):
+                    key = (cell.resolved.hash, seed)
+                    if key not in jobs:
+                        run_dir = runs_root / default_run_name(cell.resolved, seed)
+                        jobs[key] = Job(cell.resolved, seed, run_dir)
+                    if table.name not in jobs[key].tables:
+                        jobs[key].tables.append(table.name)
+    for job in jobs.values():
+        refresh_state(job)
+    return list(jobs.values()), skipped
+
+
+def refresh_state(job: Job) -> Job:
+    """Set ``job.state`` (and ``done_kimg``, ``note``) from its run directory (see the module docstring)."""
+    job.done_kimg, job.note = 0.0, ""
+    if not (job.run_dir / "run.json").exists():
+        job.state = "new"
+        return job
+    run = load_run(job.run_dir)
+    if run.info is None:
+        job.state, job.note = "conflict", run.problem or "unreadable run directory"
+        return job
+    if run.recipe_hash != job.resolved.hash or run.seed != job.seed:
+        job.state = "conflict"
+        job.note = (f"{job.run_dir} holds recipe {str(run.recipe_hash)[:12]} seed {run.seed}, not "
+                    f"{job.resolved.short_hash} seed {job.seed}; move it away")  # fmt: skip
+        return job
+    if run.status == "unreadable":
+        job.state, job.note = "conflict", run.problem or "unreadable run directory"
+        return job
+    job.done_kimg = run.kimg
+    if run.status == "complete":
+        job.state = "complete"
+    else:
+        job.state = "incomplete"
+        job.note = f"{run.status} at {run.kimg:g}/{run.total_kimg:g} kimg"
+    return job
+
+
+# -- cost estimates -----------------------------------------------------------------------------
+@dataclass
+class CostEntry:
+    """One published training speed (``results/costs.yaml``)."""
+
+    arch: str
+    resolution: int
+    batch: int
+    gpu: str
+    gpus: int
+    sec_per_kimg: float | None  # wall seconds per kimg on ``gpus`` GPUs; None = unknown
+    source: str
+    config: str = ""
+    channel_base: int | None = None
+
+    @property
+    def device_sec_per_kimg(self) -> float | None:
+        return None if self.sec_per_kimg is None else self.sec_per_kimg * self.gpus
+
+    def matches(self, recipe: ResolvedRecipe) -> bool:
+        model = recipe.data.get("model", {})
+        return (
+            model.get("arch") == self.arch
+            and recipe.recipe.data.resolution == self.resolution
+            and recipe.recipe.training.batch == self.batch
+            and (self.channel_base is None or model.get("channel_base") == self.channel_base)
+        )
+
+
+def default_costs_path() -> Path:
+    return results_dir() / "costs.yaml"
+
+
+def load_costs(path: Path | None = None) -> list[CostEntry]:
+    path = path or default_costs_path()
+    if not path.exists():
+        return []
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    entries = []
+    for i, item in enumerate(data.get("entries", [])):
+        try:
+            entries.append(CostEntry(**item))
+        except TypeError as err:
+            raise DeganError(
+                f"{path}: entries[{i}]: {err}", fix="use the keys documented at the top of the file"
+            ) from None
+    return entries
+
+
+@dataclass
+class Estimate:
+    device_sec_per_kimg: float | None  # device-seconds (wall x devices) per kimg
+    device: str  # "cpu", a GPU name, or "" when unknown
+    source: str
+
+    def hours(self, kimg: float) -> float | None:
+        return None if self.device_sec_per_kimg is None else kimg * self.device_sec_per_kimg / 3600
+
+    @property
+    def on_gpu(self) -> bool:
+        return self.device not in ("cpu", "")
+
+
+def measured_rate(runs: list[StoredRun], recipe_hash: str) -> Estimate | None:
+    """Median device-seconds per kimg over the ticks of runs with ``recipe_hash`` (GPU runs preferred)."""
+    samples: dict[str, list[float]] = {}
+    for run in runs:
+        if run.info is None or run.recipe_hash != recipe_hash:
+            continue
+        for tick in run.stats():
+            if tick.get("tick", 0) >= 1 and tick.get("sec_per_kimg"):
+                samples.setdefault(run.device, []).append(float(tick["sec_per_kimg"]) * run.info.device_count)
+    if not samples:
+        return None
+    gpu = [d for d in samples if d != "cpu"]
+    device = max(gpu, key=lambda d: len(samples[d])) if gpu else "cpu"
+    values = samples[device]
+    return Estimate(statistics.median(values), device, f"measured: {len(values)} ticks on {device}")
+
+
+def estimate_job(job: Job, runs: list[StoredRun], costs: list[CostEntry]) -> Estimate:
+    measured = measured_rate(runs, job.resolved.hash)
+    if measured is not None:
+        return measured
+    for entry in costs:
+        if entry.matches(job.resolved) and entry.device_sec_per_kimg is not None:
+            return Estimate(
+                entry.device_sec_per_kimg, entry.gpu, f"costs.yaml: {entry.config} ({entry.source})"
+            )
+    return Estimate(
+        None, "", "unknown: no run of this recipe yet and no matching entry in results/costs.yaml"
+    )
+
+
+def summarize_estimates(jobs: list[Job], estimates: dict[str, Estimate]) -> dict[str, Any]:
+    """Totals over the jobs still to run: GPU-hours, CPU-hours, jobs with unknown cost."""
+    todo = [j for j in jobs if j.state in ("new", "incomplete")]
+    gpu = sum(estimates[j.name].hours(j.remaining_kimg) or 0.0 for j in todo if estimates[j.name].on_gpu)
+    cpu = sum(estimates[j.name].hours(j.remaining_kimg) or 0.0 for j in todo
+              if estimates[j.name].device == "cpu")  # fmt: skip
+    unknown = [j.name for j in todo if estimates[j.name].device_sec_per_kimg is None]
+    return {"jobs": len(todo), "gpu_hours": gpu, "cpu_hours": cpu, "unknown": unknown}

@@ -1,0 +1,244 @@
+"""The run store: every run directory under one or more roots, read as it is (no database).
+
+A run directory (see :mod:`degan_bench.training.rundir`) is the source of truth: ``run.json`` (identity,
+status, device, GPU-hours), ``recipe.yaml`` (the resolved recipe; its canonical hash must equal
+``run.json``'s ``recipe_hash``), ``metrics.jsonl`` and ``stats.jsonl``. Nothing is dropped: a directory
+whose ``run.json`` is missing or unreadable, or whose recipe hash disagrees with ``run.json``, is kept
+with status ``unreadable`` and the reason, so tables can show it.
+
+Which metric record stands for a run (:func:`pick_record`):
+
+- ``last`` (the default of ``degan-bench table``): the record of the final checkpoint -- written by the
+  loop with ``checkpoint: last``, or appended later by ``degan-bench eval`` for the checkpoint at the
+  run's final ``cur_nimg`` (a filled-in pending record);
+- ``best``: the record with ``checkpoint: best`` (the best headline checkpoint, re-evaluated with fresh
+  evaluation seeds; it carries ``selection``). When the best checkpoint *was* the last one the loop writes
+  no separate record, so the ``last`` record is used, and it is marked as selected too.
+
+The newest ``ok`` record with the standard Inception weights wins (else the newest stand-in one); if
+there is none, a ``pending`` record makes the run pending.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from degan_bench.recipes.loader import canonical_hash
+from degan_bench.training.rundir import RunDir, RunInfo, read_jsonl
+
+#: run statuses in run.json, plus ``unreadable`` for directories that cannot be trusted
+STORE_STATUSES: tuple[str, ...] = ("complete", "running", "stopped", "failed", "unreadable")
+#: how deep below a root run directories are looked for (root/run, root/group/run, ...)
+MAX_DEPTH = 3
+
+
+@dataclass
+class StoredRun:
+    """One run directory as found on disk."""
+
+    path: Path
+    status: str
+    info: RunInfo | None = None
+    recipe: dict[str, Any] | None = None
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    problem: str | None = None  # why the run is unreadable
+
+    @property
+    def run_id(self) -> str:
+        return self.info.run_id if self.info else self.path.name
+
+    @property
+    def method(self) -> str | None:
+        return self.info.method if self.info else None
+
+    @property
+    def dataset(self) -> str | None:
+        return self.info.dataset if self.info else None
+
+    @property
+    def preset(self) -> str | None:
+        return self.info.preset if self.info else None
+
+    @property
+    def seed(self) -> int | None:
+        return self.info.seed if self.info else None
+
+    @property
+    def recipe_hash(self) -> str | None:
+        return self.info.recipe_hash if self.info else None
+
+    @property
+    def arch(self) -> str | None:
+        return (self.recipe or {}).get("model", {}).get("arch")
+
+    @property
+    def kimg(self) -> float:
+        return self.info.cur_nimg / 1000 if self.info else 0.0
+
+    @property
+    def total_kimg(self) -> float:
+        return self.info.total_nimg / 1000 if self.info else 0.0
+
+    @property
+    def gpu_hours(self) -> float:
+        """Training plus evaluation device-hours on GPUs."""
+        return (self.info.gpu_hours + self.info.eval_gpu_hours) if self.info else 0.0
+
+    @property
+    def cpu_hours(self) -> float:
+        return self.info.cpu_hours if self.info else 0.0
+
+    @property
+    def device(self) -> str:
+        return self.info.device if self.info else "?"
+
+    def stats(self) -> list[dict[str, Any]]:
+        return read_jsonl(self.path / "stats.jsonl")
+
+
+def load_run(path: Path) -> StoredRun:
+    """Read one run directory; problems make it ``unreadable`` instead of raising."""
+    run = RunDir(path)
+    if not run.info_path.exists():
+        return StoredRun(path, "unreadable", problem="no run.json (the run died before it was created?)")
+    try:
+        info = run.read_info()
+    except (OSError, ValueError, TypeError) as err:
+        return StoredRun(path, "unreadable", problem=f"run.json cannot be read ({type(err).__name__}: {err})")
+    try:
+        recipe = run.read_recipe_dict()
+    except (OSError, yaml.YAMLError) as err:
+        return StoredRun(
+            path, "unreadable", info=info, problem=f"recipe.yaml cannot be read ({type(err).__name__})"
+        )
+    metrics = run.read_metrics()
+    if not isinstance(recipe, dict) or canonical_hash(recipe) != info.recipe_hash:
+        return StoredRun(
+            path,
+            "unreadable",
+            info=info,
+            metrics=metrics,
+            problem="recipe.yaml does not hash to run.json's recipe_hash (edited by hand?)",
+        )
+    status = info.status if info.status in STORE_STATUSES else "unreadable"
+    problem = None if status != "unreadable" else f"unknown status {info.status!r} in run.json"
+    return StoredRun(path, status, info=info, recipe=recipe, metrics=metrics, problem=problem)
+
+
+def find_run_dirs(root: Path, max_depth: int = MAX_DEPTH) -> list[Path]:
+    """Directories under ``root`` (itself included) that hold a run.json or a recipe.yaml."""
+    found: list[Path] = []
+
+    def visit(directory: Path, depth: int) -> None:
+        if (directory / "run.json").exists() or (directory / "recipe.yaml").exists():
+            found.append(directory)
+            return  # a run directory's children (checkpoints/) are not runs
+        if depth >= max_depth:
+            return
+        try:
+            children = sorted(p for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
+        except OSError:
+            return
+        for child in children:
+            visit(child, depth + 1)
+
+    if root.is_dir():
+        visit(root, 0)
+    return found
+
+
+def scan_runs(roots: Sequence[Path | str]) -> list[StoredRun]:
+    """Every run under ``roots`` (a directory reached from two roots counts once), sorted by path."""
+    seen: dict[Path, StoredRun] = {}
+    for root in roots:
+        for path in find_run_dirs(Path(root)):
+            key = path.resolve()
+            if key not in seen:
+                seen[key] = load_run(path)
+    return sorted(seen.values(), key=lambda r: str(r.path))
+
+
+# -- which record stands for a run ------------------------------------------------------------------
+@dataclass
+class PickedRecord:
+    """The metric record chosen for one run, protocol and checkpoint, or why there is none."""
+
+    state: str  # ok | standin | pending | missing
+    record: dict[str, Any] | None = None
+    selected_on_split: str | None = None  # reference split the checkpoint was selected on (best only)
+
+    @property
+    def value(self) -> float | None:
+        return float(self.record["value"]) if self.state in ("ok", "standin") and self.record else None
+
+
+def _record_nimg(record: dict[str, Any]) -> int | None:
+    if record.get("cur_nimg") is not None:
+        return int(record["cur_nimg"])
+    if record.get("kimg") is not None:
+        return round(float(record["kimg"]) * 1000)
+    return None
+
+
+def is_last_record(record: dict[str, Any], final_nimg: int) -> bool:
+    if record.get("checkpoint") == "best" or record.get("purpose") == "best":
+        return False
+    if record.get("checkpoint") == "last" or record.get("purpose") == "last":
+        return True
+    return _record_nimg(record) == final_nimg
+
+
+def is_best_record(record: dict[str, Any]) -> bool:
+    return record.get("checkpoint") == "best" or record.get("purpose") == "best"
+
+
+def _choose(records: Iterable[dict[str, Any]]) -> PickedRecord:
+    records = list(records)
+    ok = [r for r in records if r.get("status") == "ok" and r.get("value") is not None]
+    standard = [r for r in ok if r.get("standard_weights")]
+    if standard:
+        return PickedRecord("ok", standard[-1])
+    if ok:
+        return PickedRecord("standin", ok[-1])
+    if any(r.get("status") == "pending" for r in records):
+        return PickedRecord("pending", next(r for r in reversed(records) if r.get("status") == "pending"))
+    return PickedRecord("missing")
+
+
+def pick_record(run: StoredRun, protocol: str, checkpoint: str = "last") -> PickedRecord:
+    """The record of ``protocol`` standing for ``run`` (see the module docstring)."""
+    if run.info is None:
+        return PickedRecord("missing")
+    records = [r for r in run.metrics if r.get("protocol") == protocol]
+    final_nimg = run.info.cur_nimg
+    last = _choose(r for r in records if is_last_record(r, final_nimg))
+    if checkpoint == "last":
+        return last
+    if checkpoint != "best":
+        raise ValueError(f"checkpoint must be 'last' or 'best', not {checkpoint!r}")
+    best_records = [r for r in records if is_best_record(r)]
+    if best_records:
+        picked = _choose(best_records)
+        selection = (picked.record or {}).get("selection") or {}
+        picked.selected_on_split = selection.get("split")
+        return picked
+    selects = bool((run.recipe or {}).get("evaluation", {}).get("select_best"))
+    if selects and last.record is not None:
+        # The best checkpoint was the final one: the loop evaluated it as `last` (same selection data).
+        reference = (last.record.get("protocol_record") or {}).get("reference")
+        last.selected_on_split = reference
+    return last
+
+
+def describe_runs(runs: Sequence[StoredRun]) -> str:
+    """One line: how many runs per status (for CLI summaries)."""
+    counts: dict[str, int] = {}
+    for run in runs:
+        counts[run.status] = counts.get(run.status, 0) + 1
+    parts = [f"{counts[s]} {s}" for s in STORE_STATUSES if counts.get(s)]
+    return f"{len(runs)} runs" + (f" ({', '.join(parts)})" if parts else "")
