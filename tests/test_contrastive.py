@@ -45,9 +45,9 @@ def _one_thread() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
-def make_method(name: str, *overrides: str, num_images: int = 100, device: str = "cpu") -> Any:
+def make_method(name: str, *overrides: str, num_images: int = 100, device: str = "cpu", seed: int = 0) -> Any:
     resolved = resolve_file(SHAPES, "smoke", [*TINY, f"method={name}", *overrides])
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     G, D = build_models(resolved.model, 16)
     tcfg = resolved.recipe.training
     ctx = MethodContext(
@@ -182,6 +182,50 @@ def test_d_ema_follows_d_with_momentum_once_per_minibatch() -> None:
 def test_gather_is_the_identity_without_torch_distributed() -> None:
     keys = torch.randn(5, 3)
     assert gather_from_processes(keys) is keys
+
+
+def _ddp_worker(rank: int, world_size: int, init_file: str, out_dir: str) -> None:
+    torch.distributed.init_process_group(
+        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size
+    )
+    torch.set_num_threads(1)
+    try:
+        method = make_method(
+            "insgen", "insgen.real_queue_size=16", "insgen.fake_queue_size=16", seed=rank
+        )  # heads and queues start differently on each rank
+        torch.manual_seed(100 + rank)
+        step = d_step(method)
+        sum(method.d_loss_terms(step).values()).backward()
+        method.after_d_step(step)
+        torch.save(
+            {
+                "heads": {k: h.state_dict() for k, h in method.heads.items()},
+                "queues": {k: q.state_dict() for k, q in method.queues.items()},
+                "real_features": step.real_features.detach(),
+            },
+            Path(out_dir) / f"rank{rank}.pt",
+        )
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_under_ddp_heads_and_queues_stay_identical_and_queues_gather_every_rank(tmp_path: Path) -> None:
+    torch.multiprocessing.start_processes(
+        _ddp_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, start_method="fork"
+    )
+    a, b = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2))
+    for name in ("heads", "queues"):
+        for key in a[name]:
+            for field, value in a[name][key].items():
+                assert (
+                    value == b[name][key][field]
+                    if isinstance(value, int)
+                    else torch.equal(value, b[name][key][field])
+                ), f"{name}.{key}.{field} differs between ranks"
+    real = a["queues"]["real"]
+    assert real["ptr"] == 8 and real["steps"][:8].tolist() == [1] * 8  # 4 keys from each of the 2 ranks
+    assert not torch.equal(a["real_features"], b["real_features"])  # the ranks saw different reals
 
 
 # -- FakeCLR's techniques -------------------------------------------------------------------------------

@@ -54,12 +54,15 @@ def assert_same(a: Any, b: Any, where: str) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["insgen", "fakeclr"])
-def test_smoke_preset_runs_end_to_end(tmp_path: Path, method: str) -> None:
+@pytest.mark.parametrize(
+    ("method", "variant"), [("insgen", []), ("fakeclr", []), ("fakeclr", ["fakeclr.variant=released"])]
+)
+def test_smoke_preset_runs_end_to_end(tmp_path: Path, method: str, variant: list[str]) -> None:
     recipe = resolve_recipe(method, "obama-100", "smoke")
     assert recipe.recipe.data.resolution == 32 and recipe.recipe.training.batch == 8
     # The shipped smoke preset on the embedded shapes (no download), for 3 minibatches.
-    resolved = resolve_file(Path(recipe.source), "smoke", ["dataset=shapes-100", "training.kimg=0.024"])
+    overrides = ["dataset=shapes-100", "training.kimg=0.024", *variant]
+    resolved = resolve_file(Path(recipe.source), "smoke", overrides)
     result = execute_run(resolved, seed=0, out=tmp_path / "run", evaluate=False, handle_signals=False,
                          tensorboard=False)  # fmt: skip
     assert result is not None and result.status == "complete" and result.cur_nimg == 24
