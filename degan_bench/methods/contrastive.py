@@ -41,6 +41,7 @@ the official computation).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -241,7 +242,8 @@ class ContrastiveConfig:
 
 
 class ContrastiveMethod(Method):
-    """StyleGAN2-ADA plus MoCo-style heads on D's features; subclasses add the loss terms."""
+    """StyleGAN2-ADA plus MoCo-style heads on D's features and the G-side fake-instance term; subclasses
+    add their D-side terms."""
 
     needs_d_features = True
 
@@ -302,8 +304,9 @@ class ContrastiveMethod(Method):
 
     # -- the contrastive pass ----------------------------------------------------------------------
     def _autocast(self) -> Any:
+        """The loop's autocast for the method's own G and D passes (bf16 on CUDA, else nothing)."""
         if self._autocast_dtype is None:
-            return torch.autocast(self.ctx.device.type, enabled=False)
+            return contextlib.nullcontext()
         return torch.autocast("cuda", dtype=self._autocast_dtype)
 
     def features(self, net: nn.Module, images: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
@@ -368,9 +371,27 @@ class ContrastiveMethod(Method):
         return self.pipe(images)
 
     def g_loss_terms(self, step: GStep) -> dict[str, torch.Tensor]:
-        # Heads and D are frozen here (the loop freezes D); gradients reach G through D and the head.
+        """The G-side fake-instance term: two ADA views of the G-step fakes, nothing queued. Heads and D
+        are frozen (the loop freezes D); gradients reach G through D and the head."""
         self.set_heads_trainable(False)
-        return {}
+        if self.config.fake_weight_on_g == 0:
+            return {}
+        query = self.query_features(step.D, step.fakes, step.c, step.fake_features)
+        minibatch = self.minibatch_index(step.cur_nimg)
+        loss = self.contrastive_loss("fake", query, step.fakes, step.c, minibatch, enqueue="none")
+        return {"fake_cl_on_g": self.config.fake_weight_on_g * loss}
+
+    def fake_instance_loss(
+        self, step: DStep, delta: torch.Tensor, enqueue: Literal["keys", "queries"]
+    ) -> torch.Tensor:
+        """The D-side fake-instance InfoNCE: query D(A(G(z))), key D_ema(A(G(z + delta)))."""
+        assert step.fakes is not None and step.c is not None and step.z is not None
+        with torch.no_grad(), self._autocast():
+            mixing = self.loss_cfg.style_mixing_prob
+            perturbed = generate_with_style_mixing(step.G, step.z + delta, step.c, mixing)
+        query = self.query_features(step.D, step.fakes, step.c, step.fake_features)
+        minibatch = self.minibatch_index(step.cur_nimg)
+        return self.contrastive_loss("fake", query, perturbed, step.c, minibatch, enqueue)
 
     def d_loss_terms(self, step: DStep) -> dict[str, torch.Tensor]:
         self.set_heads_trainable(True)

@@ -34,8 +34,8 @@ from typing import Any, Literal
 import torch
 
 from degan_bench.methods import register_method
-from degan_bench.methods.base import DStep, GStep, MethodContext
-from degan_bench.methods.contrastive import ContrastiveConfig, ContrastiveMethod, generate_with_style_mixing
+from degan_bench.methods.base import DStep, MethodContext
+from degan_bench.methods.contrastive import ContrastiveConfig, ContrastiveMethod
 from degan_bench.schema import param
 
 
@@ -128,30 +128,13 @@ class FakeCLRMethod(ContrastiveMethod):
             self.diversity = measured if self.diversity is None else measured.lerp(self.diversity, decay)
 
     # -- loss terms --------------------------------------------------------------------------------
-    def g_loss_terms(self, step: GStep) -> dict[str, torch.Tensor]:
-        super().g_loss_terms(step)
-        if self.config.fake_weight_on_g == 0:
-            return {}
-        query = self.query_features(step.D, step.fakes, step.c, step.fake_features)
-        loss = self.contrastive_loss(
-            "fake", query, step.fakes, step.c, self.minibatch_index(step.cur_nimg), enqueue="none"
-        )
-        return {"fake_cl_on_g": self.config.fake_weight_on_g * loss}
-
     def d_loss_terms(self, step: DStep) -> dict[str, torch.Tensor]:
         super().d_loss_terms(step)
         if self.config.fake_weight == 0:
             return {}
-        assert step.fakes is not None and step.c is not None and step.z is not None
-        with torch.no_grad(), self._autocast():
-            delta = latent_perturbation(step.z, self.config.noise_scale, self.config.noise_clamp)
-            mixing = self.loss_cfg.style_mixing_prob
-            perturbed = generate_with_style_mixing(step.G, step.z + delta, step.c, mixing)
-        query = self.query_features(step.D, step.fakes, step.c, step.fake_features)
-        loss = self.contrastive_loss(
-            "fake", query, perturbed, step.c, self.minibatch_index(step.cur_nimg), enqueue="keys"
-        )
-        return {"fake_cl": self.config.fake_weight * loss}
+        assert step.z is not None
+        delta = latent_perturbation(step.z, self.config.noise_scale, self.config.noise_clamp)
+        return {"fake_cl": self.config.fake_weight * self.fake_instance_loss(step, delta, enqueue="keys")}
 
     # -- state ---------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import torch
 
 from degan_bench.methods import register_method
-from degan_bench.methods.base import DStep, GStep, MethodContext
-from degan_bench.methods.contrastive import ContrastiveConfig, ContrastiveMethod, generate_with_style_mixing
+from degan_bench.methods.base import DStep, MethodContext
+from degan_bench.methods.contrastive import ContrastiveConfig, ContrastiveMethod
 from degan_bench.schema import param
 
 
@@ -58,33 +58,18 @@ class InsGenMethod(ContrastiveMethod):
         self.add_head("real", self.queue_size(config.real_queue_size, "real_queue_size"), trains_with="D")
         self.add_head("fake", self.queue_size(config.fake_queue_size, "fake_queue_size"), trains_with="G")
 
-    def g_loss_terms(self, step: GStep) -> dict[str, torch.Tensor]:
-        super().g_loss_terms(step)
-        if self.config.fake_weight_on_g == 0:
-            return {}
-        query = self.query_features(step.D, step.fakes, step.c, step.fake_features)
-        loss = self.contrastive_loss(
-            "fake", query, step.fakes, step.c, self.minibatch_index(step.cur_nimg), enqueue="none"
-        )
-        return {"fake_cl_on_g": self.config.fake_weight_on_g * loss}
-
     def d_loss_terms(self, step: DStep) -> dict[str, torch.Tensor]:
         super().d_loss_terms(step)
-        assert step.fakes is not None and step.c is not None and step.z is not None
-        minibatch = self.minibatch_index(step.cur_nimg)
         terms: dict[str, torch.Tensor] = {}
         if self.config.real_weight > 0:
             reals = step.reals.detach()
             query = self.query_features(step.D, reals, step.real_c, step.real_features)
+            minibatch = self.minibatch_index(step.cur_nimg)
             loss = self.contrastive_loss("real", query, reals, step.real_c, minibatch, enqueue="keys")
             terms["real_cl"] = self.config.real_weight * loss
         if self.config.fake_weight > 0:
-            with torch.no_grad(), self._autocast():
-                delta = torch.randn_like(step.z) * self.config.latent_noise_std
-                perturbed = generate_with_style_mixing(
-                    step.G, step.z + delta, step.c, self.loss_cfg.style_mixing_prob
-                )
-            query = self.query_features(step.D, step.fakes, step.c, step.fake_features)
-            loss = self.contrastive_loss("fake", query, perturbed, step.c, minibatch, enqueue="queries")
+            assert step.z is not None
+            delta = torch.randn_like(step.z) * self.config.latent_noise_std
+            loss = self.fake_instance_loss(step, delta, enqueue="queries")
             terms["fake_cl"] = self.config.fake_weight * loss
         return terms
