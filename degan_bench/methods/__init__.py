@@ -13,7 +13,12 @@ from degan_bench.schema import did_you_mean
 #: method names of the product; those without a module yet are reported as not implemented
 KNOWN_METHODS: tuple[str, ...] = ("stylegan2", "ada", "diffaugment", "fakeclr", "insgen", "diggan", "lottery")
 
-_BUILTIN: tuple[str, ...] = ("degan_bench.methods.diffaugment", "degan_bench.methods.ada")
+_BUILTIN: tuple[str, ...] = (
+    "degan_bench.methods.diffaugment",
+    "degan_bench.methods.ada",
+    "degan_bench.methods.insgen",
+    "degan_bench.methods.fakeclr",
+)
 
 _REGISTRY: dict[str, type[Method]] = {"stylegan2": Method}
 _loaded = False

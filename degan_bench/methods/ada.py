@@ -47,6 +47,22 @@ class AdaConfig:
             raise ValueError(f"p_init {self.p_init} is above p_max {self.p_max}")
 
 
+def build_ada(config: AdaConfig, ctx: MethodContext) -> tuple[AdaAugment, AdaHeuristic]:
+    """The pipe and its p schedule for ``config``; shared by every method that trains with ADA."""
+    pipe = AdaAugment(config.augment_set, p=config.p_init)
+    heuristic = AdaHeuristic(
+        pipe,
+        mode=config.mode,
+        target=config.target,
+        interval=config.interval,
+        speed_kimg=config.speed_kimg,
+        batch=ctx.batch,
+        total_kimg=ctx.total_kimg,
+        p_max=config.p_max,
+    )
+    return pipe, heuristic
+
+
 @register_method
 class AdaMethod(Method):
     name = "ada"
@@ -55,17 +71,7 @@ class AdaMethod(Method):
 
     def __init__(self, config: AdaConfig, ctx: MethodContext) -> None:
         super().__init__(config, ctx)
-        self.pipe = AdaAugment(config.augment_set, p=config.p_init)
-        self.heuristic = AdaHeuristic(
-            self.pipe,
-            mode=config.mode,
-            target=config.target,
-            interval=config.interval,
-            speed_kimg=config.speed_kimg,
-            batch=ctx.batch,
-            total_kimg=ctx.total_kimg,
-            p_max=config.p_max,
-        )
+        self.pipe, self.heuristic = build_ada(config, ctx)
 
     def augment(self, images: torch.Tensor) -> torch.Tensor:
         return self.pipe(images)
