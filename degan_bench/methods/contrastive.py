@@ -214,7 +214,7 @@ def default_queue_size(num_images: int, mirror: str) -> int:
 class ContrastiveConfig:
     """Options shared by InsGen and FakeCLR."""
 
-    ada: AdaConfig = param(  # noqa: RUF009 - a dataclasses.field with a factory
+    ada: AdaConfig = param(
         default_factory=AdaConfig,
         help="the ADA pipe and its p schedule; it augments every D input and every contrastive view",
     )

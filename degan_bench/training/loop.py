@@ -444,7 +444,11 @@ def train(setup: TrainingSetup) -> TrainResult:
                 new_best = broadcast_flag(new_best, device)
 
             if done or stopping or new_best or prog.cur_tick % tcfg.snapshot_ticks == 0:
-                rng_states = gather_objects(ckpt.capture_rng_state())  # every process's streams
+                # Per-process state: random streams, and the path-length mean (each process tracks its
+                # own, as stylegan2-ada does).
+                per_process = gather_objects(
+                    {"rng": ckpt.capture_rng_state(), "pl_mean": loss.pl_mean.detach().cpu()}
+                )
                 if is_main:
                     payload = _payload(
                         resolved,
@@ -459,7 +463,7 @@ def train(setup: TrainingSetup) -> TrainResult:
                         sampler,
                         prog,
                         scaler,
-                        rng_states,
+                        per_process,
                     )
                     last_checkpoint = ckpt.save_checkpoint(run, payload, tcfg.keep_checkpoints)
                     if new_best:
@@ -606,7 +610,7 @@ def _payload(
     sampler: RealImageSampler,
     prog: Progress,
     scaler: Any,
-    rng_states: list[Any],
+    per_process: list[dict[str, Any]],
 ) -> dict[str, Any]:
     return {
         "recipe": resolved.data,
@@ -634,9 +638,9 @@ def _payload(
             "optimizers": {k: o.state_dict() for k, o in method.optimizers().items()},
             "state": method.state_dict(),
         },
-        "loss": {"pl_mean": loss.pl_mean.detach().cpu()},
+        "loss": {"pl_mean": [state["pl_mean"] for state in per_process]},
         "sampler": sampler.state_dict(),
-        "rng": rng_states,  # one entry per process, by rank
+        "rng": [state["rng"] for state in per_process],  # one entry per process, by rank
     }
 
 
@@ -669,7 +673,6 @@ def _restore(
     for name, opt in method.optimizers().items():
         opt.load_state_dict(saved["optimizers"][name])
     method.load_state_dict(saved["state"])
-    loss.pl_mean.copy_(payload["loss"]["pl_mean"])
     sampler.load_state_dict(payload["sampler"])
     p = payload["progress"]
     prog.cur_nimg, prog.cur_tick, prog.batch_idx = p["cur_nimg"], p["cur_tick"], p["batch_idx"]
@@ -684,6 +687,7 @@ def _restore(
             fix=f"resume with {len(states)} processes",
         )
     ckpt.restore_rng_state(states[proc.rank])
+    loss.pl_mean.copy_(payload["loss"]["pl_mean"][proc.rank])
 
 
 # -- maintenance helpers ---------------------------------------------------------------------------
