@@ -88,7 +88,7 @@ def training_labels(dataset: str, resolution: int, subset_rule: str | None) -> n
 def image_batches(images: np.ndarray, batch_size: int) -> Iterator[torch.Tensor]:
     """uint8 NCHW tensors from a uint8 NHWC array (a memory map reads only one batch at a time)."""
     for start in range(0, len(images), batch_size):
-        chunk = np.ascontiguousarray(images[start : start + batch_size])
+        chunk = np.array(images[start : start + batch_size], copy=True)  # writable, one batch in RAM
         yield torch.from_numpy(chunk).permute(0, 3, 1, 2)
 
 
