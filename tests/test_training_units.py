@@ -99,7 +99,8 @@ def test_d_loss_and_r1_match_closed_form() -> None:
         expected = F.softplus(D(fakes)).mean() + F.softplus(-D(reals)).mean()
     assert float(result.stats["Loss/D/loss"]) == pytest.approx(float(expected), rel=1e-6)
     # D is linear: grad_x D(x) = w for every sample, so the R1 penalty is |w|^2.
-    assert float(result.stats["Loss/Dreg/r1_penalty"]) == pytest.approx(float(D.w.detach().square().sum()), rel=1e-5)
+    w_norm2 = float(D.w.detach().square().sum())
+    assert float(result.stats["Loss/Dreg/r1_penalty"]) == pytest.approx(w_norm2, rel=1e-5)
     # The gradient of the total D loss w.r.t. w includes d/dw (gamma/2 |w|^2) = gamma * w.
     assert D.w.grad is not None
 

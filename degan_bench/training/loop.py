@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 import torch
 from rich.console import Console
+from rich.progress import BarColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import Progress as RichProgress
 
 from degan_bench.data.store import PreparedDataset
 from degan_bench.errors import RecipeError, ResumeError
@@ -329,7 +331,10 @@ def train(setup: TrainingSetup) -> TrainResult:
         f"batch {tcfg.batch} ({rounds} x {batch_gpu} per process), seed {setup.seed}, device {session.device}"
     )
 
-    with StopRequest(setup.handle_signals) as stop:
+    with (
+        StopRequest(setup.handle_signals) as stop,
+        _progress_bar(console, is_main, prog, total_nimg) as advance,
+    ):
         while prog.cur_nimg < total_nimg:
             reals, real_labels = sampler.next()
             real_c = (
@@ -373,6 +378,7 @@ def train(setup: TrainingSetup) -> TrainResult:
             prog.cur_nimg += tcfg.batch
             prog.batch_idx += 1
             method.end_of_minibatch(prog.cur_nimg, prog.batch_idx)
+            advance(prog.cur_nimg)
 
             done = prog.cur_nimg >= total_nimg
             elapsed = time.time() - session_start
@@ -691,6 +697,27 @@ def _restore(
 
 
 # -- maintenance helpers ---------------------------------------------------------------------------
+@contextlib.contextmanager
+def _progress_bar(
+    console: Console, is_main: bool, prog: Progress, total_nimg: int
+) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar in kimg on interactive terminals (tick lines print above it); a no-op in logs."""
+    if not (is_main and console.is_terminal):
+        yield lambda _nimg: None
+        return
+    bar = RichProgress(
+        TextColumn("[bold]kimg"),
+        BarColumn(),
+        TextColumn("{task.completed:.1f} / {task.total:.1f}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )
+    task = bar.add_task("train", total=total_nimg / 1000, completed=prog.cur_nimg / 1000)
+    with bar:
+        yield lambda nimg: bar.update(task, completed=nimg / 1000)
+
+
 def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
