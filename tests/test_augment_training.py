@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
+from tiny import assert_same
 
 from degan_bench.recipes.loader import resolve_file
 from degan_bench.training import checkpoint as ckpt
@@ -27,21 +27,6 @@ TINY = [
 ]  # fmt: skip
 # speed 0.1 kimg: each adjustment (every 4 minibatches) moves p by 8 * 4 / 100 = 0.32.
 ADA = ["method=ada", "ada.p_init=0.5", "ada.interval=4", "ada.speed_kimg=0.1", "ada.target=0.3"]
-
-
-def assert_same(a: Any, b: Any, where: str) -> None:
-    if isinstance(a, torch.Tensor):
-        assert torch.equal(a, b), where
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), where
-        for key in a:
-            assert_same(a[key], b[key], f"{where}.{key}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            assert_same(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, f"{where}: {a!r} != {b!r}"
 
 
 def run(out: Path, **kwargs: Any):

@@ -5,12 +5,12 @@ from __future__ import annotations
 import copy
 import io
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from tiny import TINY_MODEL
 from torch import nn
 
 from degan_bench.errors import MethodError
@@ -30,19 +30,7 @@ from degan_bench.models import build_models
 from degan_bench.recipes.loader import resolve_file
 
 SHAPES = Path(__file__).resolve().parent.parent / "recipes" / "stylegan2" / "shapes-100.yaml"
-TINY = [
-    "data.resolution=16", "model.z_dim=16", "model.w_dim=16", "model.mapping_layers=2",
-    "model.channel_base=128", "model.channel_max=16", "training.batch=8", "training.batch_gpu=4",
-]  # fmt: skip
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny convolutions are far faster single-threaded, above all on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+TINY = TINY_MODEL
 
 
 def make_method(name: str, *overrides: str, num_images: int = 100, device: str = "cpu", seed: int = 0) -> Any:

@@ -4,12 +4,11 @@ bit-exact resume with the heads, their optimizers, D_ema and the queues in the c
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
+from tiny import TINY_MODEL, assert_same
 
 from degan_bench.recipes.loader import resolve_file, resolve_recipe
 from degan_bench.training import checkpoint as ckpt
@@ -21,36 +20,10 @@ SHAPES = Path(__file__).resolve().parent.parent / "recipes" / "stylegan2" / "sha
 # (ticks end at 8, 24 and 32 images; the resumed run stops at 24);
 # p starts at 0.5 so every contrastive view goes through the pipe.
 TINY = [
-    "data.resolution=16", "model.z_dim=16", "model.w_dim=16", "model.mapping_layers=2",
-    "model.channel_base=128", "model.channel_max=16",
-    "training.batch=8", "training.batch_gpu=4", "training.kimg=0.032", "training.kimg_per_tick=0.016",
+    *TINY_MODEL, "training.kimg=0.032", "training.kimg_per_tick=0.016",
     "training.snapshot_ticks=1", "training.image_snapshot_ticks=100", "training.grid_size=[4,2]",
     "loss.r1_interval=2", "loss.pl_weight=2", "loss.pl_interval=2", "loss.pl_batch_shrink=2",
 ]  # fmt: skip
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny convolutions are far faster single-threaded, above all on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def assert_same(a: Any, b: Any, where: str) -> None:
-    if isinstance(a, torch.Tensor):
-        assert torch.equal(a, b), where
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), where
-        for key in a:
-            assert_same(a[key], b[key], f"{where}.{key}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            assert_same(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, f"{where}: {a!r} != {b!r}"
 
 
 @pytest.mark.slow

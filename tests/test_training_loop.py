@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
+from tiny import TINY_MODEL, assert_same
 
 from degan_bench.errors import ResumeError
 from degan_bench.recipes.loader import resolve_recipe
@@ -23,14 +23,7 @@ from degan_bench.training.rundir import RunDir
 # A tiny StyleGAN2 at 16 px that exercises every phase: lazy R1 and path length (interval 2), style mixing,
 # random mirroring, EMA with a start delay; 4 kimg per tick = 5 minibatches of 8 at 0.04 kimg per tick.
 TINY = [
-    "data.resolution=16",
-    "model.z_dim=16",
-    "model.w_dim=16",
-    "model.mapping_layers=2",
-    "model.channel_base=128",
-    "model.channel_max=16",
-    "training.batch=8",
-    "training.batch_gpu=4",
+    *TINY_MODEL,
     "training.kimg=0.16",
     "training.kimg_per_tick=0.04",
     "training.snapshot_ticks=1",
@@ -63,21 +56,6 @@ def run_tiny(out: Path, *extra: str, **kwargs: Any):
 
 def state(path: Path) -> dict[str, Any]:
     return ckpt.load_checkpoint(path)
-
-
-def assert_same_tensors(a: Any, b: Any, where: str = "") -> None:
-    if isinstance(a, torch.Tensor):
-        assert torch.equal(a, b), f"tensors differ at {where}"
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), where
-        for k in a:
-            assert_same_tensors(a[k], b[k], f"{where}.{k}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            assert_same_tensors(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, f"{where}: {a!r} != {b!r}"
 
 
 def test_run_directory_contents(tmp_path: Path) -> None:
@@ -113,7 +91,7 @@ def test_resume_is_bit_identical_to_a_straight_run(tmp_path: Path) -> None:
     a = state(ckpt.list_checkpoints(tmp_path / "straight")["last"])
     b = state(ckpt.list_checkpoints(tmp_path / "resumed")["last"])
     for key in ("G", "D", "G_ema", "opt_G", "opt_D", "loss", "sampler", "method", "rng"):
-        assert_same_tensors(a[key], b[key], key)
+        assert_same(a[key], b[key], key)
     assert a["progress"] == {**b["progress"], "train_seconds": a["progress"]["train_seconds"]}
     losses_a = [s["losses"] for s in RunDir(tmp_path / "straight").read_stats()]
     losses_b = [s["losses"] for s in RunDir(tmp_path / "resumed").read_stats()]

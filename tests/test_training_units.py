@@ -112,8 +112,8 @@ def test_r1_raw_differentiates_through_the_augmentation() -> None:
     c = torch.zeros(4, 0)
     r_raw = raw.d_r1(reals, c, gain=1.0, r1_gain=1.0, cur_nimg=0)
     r_aug = augmented.d_r1(reals, c, gain=1.0, r1_gain=1.0, cur_nimg=0)
-    w2 = float(D.w.square().sum())
-    assert float(D2.w.square().sum()) == pytest.approx(w2)
+    w2 = float(D.w.detach().square().sum())
+    assert float(D2.w.detach().square().sum()) == pytest.approx(w2)
     # d D(2x) / dx = 2w  ->  penalty 4|w|^2 ; d D(y) / dy at y = 2x  ->  |w|^2
     assert float(r_raw.stats["Loss/Dreg/r1_penalty"]) == pytest.approx(4 * w2, rel=1e-5)
     assert float(r_aug.stats["Loss/Dreg/r1_penalty"]) == pytest.approx(w2, rel=1e-5)
