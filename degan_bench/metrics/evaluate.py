@@ -52,6 +52,7 @@ from degan_bench.metrics.reference import (
     training_labels,
 )
 from degan_bench.metrics.weights import ResolvedWeights, resolve_weights
+from degan_bench.models import images_to_uint8
 
 OnMissingWeights = Literal["raise", "pending"]
 LATENT_BLOCK = 1024
@@ -106,7 +107,7 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"generator output must be [N, 1 or 3, H, W], got {tuple(images.shape)}")
     if images.shape[1] == 1:
         images = images.repeat(1, 3, 1, 1)
-    return (images * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+    return images_to_uint8(images)
 
 
 def latent_batches(n: int, z_dim: int, batch_size: int, seed: int) -> Iterator[torch.Tensor]:

@@ -13,7 +13,6 @@ Checkpoints come from ``degan_bench.training.checkpoint``: ``list_checkpoints(ru
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,14 +23,13 @@ import torch
 from degan_bench.errors import ResumeError
 from degan_bench.metrics.evaluate import Log, default_device, evaluate_generator_many, resolve_protocols
 from degan_bench.metrics.protocols import Protocol
+from degan_bench.training.checkpoint import CKPT_RE
 from degan_bench.training.rundir import RunDir
-
-CHECKPOINT_RE = re.compile(r"^ckpt-(\d{10})\.pt$")
 
 
 def checkpoint_kimg(path: Path) -> float | None:
     """kimg from a ``ckpt-<cur_nimg:010d>.pt`` name (None for ``best.pt``)."""
-    match = CHECKPOINT_RE.match(path.name)
+    match = CKPT_RE.match(path.name)
     return int(match.group(1)) / 1000 if match else None
 
 
@@ -53,7 +51,7 @@ def open_pending(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _selected_checkpoints(which: str, available: dict[str, Path]) -> list[str]:
     if which == "all":
-        numbered = sorted(name for name in available if CHECKPOINT_RE.match(name))
+        numbered = sorted(name for name in available if CKPT_RE.match(name))
         return numbered + (["best"] if "best" in available else [])
     if which not in available:
         names = ", ".join(sorted(available)) or "none"

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import nn
 
 from degan_bench.errors import RecipeError
@@ -46,6 +47,11 @@ def model_family(arch: str) -> ModelFamily:
             fix=f"did you mean {hint!r}?" if hint else f"choose one of {', '.join(sorted(_FAMILIES))}",
         )
     return _FAMILIES[arch]
+
+
+def images_to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """Generator output in [-1, 1] (NCHW) to uint8 NCHW, rounding as both official code bases do."""
+    return (images * 127.5 + 128).clamp(0, 255).to(torch.uint8)
 
 
 def parse_model_config(data: dict[str, Any], source: str | None = None) -> Any:

@@ -58,12 +58,6 @@ def average_gradients(params: list[torch.nn.Parameter]) -> None:
         offset += g.numel()
 
 
-def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
-    if is_active():
-        dist.all_reduce(tensor)
-    return tensor
-
-
 def barrier() -> None:
     if is_active():
         dist.barrier()

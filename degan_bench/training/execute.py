@@ -37,18 +37,16 @@ def share_plan(plan: RunPlan | None, process: ProcessGroup) -> RunPlan:
     if process.is_main:
         assert plan is not None
         source = plan.resume_payload.get("_source") if plan.resume_payload else None
-        box[0] = (str(plan.run.path), source, plan.already_complete, plan.fresh, plan.forced)
+        box[0] = (str(plan.run.path), source, plan.already_complete, plan.forced)
     dist.broadcast_object_list(box, src=0)
     if process.is_main:
         return plan
-    path, source, complete, fresh, forced = box[0]
+    path, source, complete, forced = box[0]
     payload = None
     if source is not None:
         payload = load_checkpoint(Path(source))
         payload["_forced"] = forced
-    return RunPlan(
-        run=RunDir(path), resume_payload=payload, already_complete=complete, fresh=fresh, forced=forced
-    )
+    return RunPlan(run=RunDir(path), resume_payload=payload, already_complete=complete, forced=forced)
 
 
 def execute_run(
@@ -82,7 +80,7 @@ def execute_run(
     # Rank 0 decides the run directory and prepares the data; the others follow its decision.
     plan = None
     if process.is_main:
-        plan = plan_run(resolved, seed, out=out, resume=resume, force=force, console=console)
+        plan = plan_run(resolved, seed, out=out, resume=resume, force=force)
         if not plan.already_complete:
             ensure_prepared(recipe.dataset, recipe.data.resolution)
     plan = share_plan(plan, process)

@@ -10,15 +10,15 @@ import torch
 from PIL import Image
 from torch import nn
 
+from degan_bench.models import images_to_uint8
 from degan_bench.training.rundir import atomic_write_bytes
 
 GRID_SEED = 0
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """[-1, 1] float NCHW -> uint8 NHWC, rounding as the official code does."""
-    x = (images.detach().float() * 127.5 + 128).clamp(0, 255).to(torch.uint8)
-    return x.permute(0, 2, 3, 1).cpu().numpy()
+    """[-1, 1] float NCHW -> uint8 NHWC for PNG grids (the metrics' quantization)."""
+    return images_to_uint8(images.detach().float()).permute(0, 2, 3, 1).cpu().numpy()
 
 
 def save_grid(images: np.ndarray, path: Path, grid: tuple[int, int]) -> None:

@@ -20,11 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from rich.console import Console
 
 from degan_bench.errors import DeganError, ResumeError
 from degan_bench.paths import runs_dir
-from degan_bench.recipes.loader import ResolvedRecipe, canonical_hash, diff_recipes
+from degan_bench.recipes.loader import UNHASHED_KEYS, ResolvedRecipe, canonical_hash, diff_recipes
 from degan_bench.training import checkpoint as ckpt
 from degan_bench.training.rundir import RunDir, RunInfo, utc_now
 
@@ -38,7 +37,6 @@ class RunPlan:
     run: RunDir
     resume_payload: dict[str, Any] | None
     already_complete: bool = False
-    fresh: bool = True
     forced: bool = False
 
 
@@ -66,7 +64,6 @@ def plan_run(
     out: Path | None = None,
     resume: str | None = None,
     force: bool = False,
-    console: Console | None = None,
 ) -> RunPlan:
     """Decide where the run goes and what it resumes from; creates the directory for a fresh run."""
     run, explicit_ckpt = _locate(resume, out, resolved, seed)
@@ -83,7 +80,7 @@ def plan_run(
     info = run.read_info()
     forced = _check_same_experiment(run, info, resolved, seed, force)
     if info.status == "complete" and explicit_ckpt is None:
-        return RunPlan(run=run, resume_payload=None, already_complete=True, fresh=False, forced=forced)
+        return RunPlan(run=run, resume_payload=None, already_complete=True, forced=forced)
     if explicit_ckpt is not None:
         payload = ckpt.load_checkpoint(explicit_ckpt)
         source = explicit_ckpt
@@ -91,7 +88,7 @@ def plan_run(
         found = ckpt.latest_valid_checkpoint(run, log=run.log)
         if found is None:
             run.log("resume: no checkpoint yet; starting from scratch in place")
-            return RunPlan(run=run, resume_payload=None, fresh=True, forced=forced)
+            return RunPlan(run=run, resume_payload=None, forced=forced)
         source, payload = found
     if payload.get("seed") != seed and not force:
         raise ResumeError(
@@ -101,7 +98,7 @@ def plan_run(
     payload["_forced"] = forced
     payload["_source"] = str(source)
     run.log(f"resume from {source.name} (kimg {payload['cur_nimg'] / 1000:.3f})")
-    return RunPlan(run=run, resume_payload=payload, fresh=False, forced=forced)
+    return RunPlan(run=run, resume_payload=payload, forced=forced)
 
 
 def _create(run: RunDir, resolved: ResolvedRecipe, seed: int) -> None:
@@ -131,14 +128,8 @@ def _check_same_experiment(
     saved = run.read_recipe_dict()
     problems = []
     if canonical_hash(saved) != resolved.hash:
-        diffs = diff_recipes(
-            {k: v for k, v in saved.items() if k not in ("description", "provenance", "purpose", "preset")},
-            {
-                k: v
-                for k, v in resolved.data.items()
-                if k not in ("description", "provenance", "purpose", "preset")
-            },
-        )
+        hashed = [{k: v for k, v in d.items() if k not in UNHASHED_KEYS} for d in (saved, resolved.data)]
+        diffs = diff_recipes(*hashed)
         problems.append("recipe differs: " + "; ".join(diffs[:8]) + (" ..." if len(diffs) > 8 else ""))
     if info.seed != seed:
         problems.append(f"seed differs: {info.seed} -> {seed}")

@@ -116,8 +116,7 @@ class RealImageSampler:
         if isinstance(self._images, torch.Tensor):
             images = self._images[indices.to(self._images.device)]
         else:
-            order = indices.numpy()
-            images = torch.from_numpy(np.stack([self._images[i] for i in order]))
+            images = torch.from_numpy(np.asarray(self._images[indices.numpy()]))  # one gather
             if self.device.type == "cuda":
                 images = images.pin_memory().to(self.device, non_blocking=True)
             else:
