@@ -236,7 +236,7 @@ def fill_queue(method: Any) -> None:
 
 
 def test_forgetting_factor_weights_old_negatives_less_in_paper_mode_only() -> None:
-    paper = make_method("fakeclr", "fakeclr.variant=paper", "fakeclr.queue_size=10")
+    paper = make_method("fakeclr", "fakeclr.variant=paper_reading", "fakeclr.queue_size=10")
     fill_queue(paper)
     keys, bias = paper.negatives("fake", 5)
     assert torch.equal(keys, paper.queues["fake"].keys)
@@ -255,7 +255,11 @@ def test_forgetting_factor_weights_old_negatives_less_in_paper_mode_only() -> No
 
 def test_diversity_aware_queue_size_follows_the_diversity_of_the_fakes() -> None:
     method = make_method(
-        "fakeclr", "fakeclr.queue_size=16", "fakeclr.min_queue_size=2", "fakeclr.diversity_ema=0"
+        "fakeclr",
+        "fakeclr.variant=paper_reading",
+        "fakeclr.queue_size=16",
+        "fakeclr.min_queue_size=2",
+        "fakeclr.diversity_ema=0",
     )
     same = torch.nn.functional.normalize(torch.ones(4, 128), dim=1)
     assert batch_diversity(same).item() == pytest.approx(0.0, abs=1e-6)

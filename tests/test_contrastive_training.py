@@ -28,7 +28,7 @@ TINY = [
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("method", "variant"), [("insgen", []), ("fakeclr", []), ("fakeclr", ["fakeclr.variant=released"])]
+    ("method", "variant"), [("insgen", []), ("fakeclr", []), ("fakeclr", ["fakeclr.variant=paper_reading"])]
 )
 def test_smoke_preset_runs_end_to_end(tmp_path: Path, method: str, variant: list[str]) -> None:
     recipe = resolve_recipe(method, "obama-100", "smoke")
@@ -57,7 +57,7 @@ def run(out: Path, method: str, variant: list[str], **kwargs: Any) -> Any:
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("method", "variant"),
-    [("insgen", []), ("fakeclr", ["fakeclr.variant=paper", "fakeclr.diversity_ema=0.5"])],
+    [("insgen", []), ("fakeclr", ["fakeclr.variant=paper_reading", "fakeclr.diversity_ema=0.5"])],
 )
 def test_training_resumes_bit_identically(tmp_path: Path, method: str, variant: list[str]) -> None:
     straight = run(tmp_path / "straight", method, variant)

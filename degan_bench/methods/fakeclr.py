@@ -14,16 +14,19 @@ Built on InsGen (iceli1007/FakeCLR @ d8f0735 is a fork of it) without the real-i
 
 ``variant`` selects how the queue is used:
 
-- ``paper``: the paper's two queue techniques, read as follows (the paper's equations were not
-  available to us; see the recipes' notes). *Diversity-aware Queue*: the loss contrasts with the
-  ``round(d * capacity)`` newest keys (at least ``min_queue_size``), where ``d`` in [0, 1] is an EMA of the
-  diversity of the queued fake keys, ``1 - mean pairwise cosine similarity`` of each pushed batch. *Forgetting
-  Factor of Queue*: a negative queued ``a`` minibatches ago adds ``forgetting_factor ** a`` to its
-  similarity before the temperature, so old negatives weigh less than new ones.
-- ``released``: what the released code computes. Its forgetting expression normalises and soft-maxes
-  the iteration labels along a dimension of size 1 (``contrastive_head_iteration.py:175-182``), which
-  gives exactly 1 (NaN when every stored label is 0): every negative's similarity gets +1. The queue is
-  the whole fixed-size buffer.
+- ``released`` (the default, what produced the README numbers): what the released code computes. Its
+  forgetting expression normalises and soft-maxes the iteration labels along a dimension of size 1
+  (``contrastive_head_iteration.py:175-182``), which gives exactly 1: every negative's similarity gets
+  +1. Where every stored label is 0 (minibatch 1 whenever the queue is no larger than one batch) the
+  official expression is NaN; we repair it with the constant 1 it gives everywhere else. The queue is the
+  whole fixed-size buffer.
+- ``paper_reading`` (opt-in): *our reading* of the paper's two queue techniques, which are not in the
+  released code (the paper's equations were not available to us; see the recipes' notes). *Diversity-
+  aware Queue*: the loss contrasts with the ``round(d * capacity)`` newest keys (at least
+  ``min_queue_size``), where ``d`` in [0, 1] is an EMA of the diversity of the queued fake keys, ``1 -
+  mean pairwise cosine similarity`` of each pushed batch. *Forgetting Factor of Queue*: a negative
+  queued ``a`` minibatches ago adds ``forgetting_factor ** a`` to its similarity before the temperature,
+  so old negatives weigh less than new ones.
 """
 
 from __future__ import annotations
@@ -64,10 +67,11 @@ def forgetting_bias(steps: torch.Tensor, minibatch: int, factor: float) -> torch
 
 @dataclass
 class FakeCLRConfig(ContrastiveConfig):
-    variant: Literal["paper", "released"] = param(
-        "paper",
-        help="'paper': Diversity-aware Queue and age-based Forgetting Factor; 'released': what "
-        "iceli1007/FakeCLR computes (fixed queue, +1 on every negative similarity)",
+    variant: Literal["released", "paper_reading"] = param(
+        "released",
+        help="'released': what iceli1007/FakeCLR computes (fixed queue, +1 on every negative similarity; "
+        "the code behind the reported numbers); 'paper_reading': our reading of the paper's "
+        "Diversity-aware Queue and age-based Forgetting Factor",
     )
     queue_size: int | None = param(
         None, help="queue capacity (official --fqs); null = int(0.05 * N), doubled with mirror", min=1
@@ -122,7 +126,7 @@ class FakeCLRMethod(ContrastiveMethod):
         return queue.keys, torch.where(active, bias, torch.full_like(bias, float("-inf")))
 
     def observe_queued(self, head_name: str, keys: torch.Tensor) -> None:
-        if self.config.variant == "paper" and keys.shape[0] > 1:
+        if self.config.variant == "paper_reading" and keys.shape[0] > 1:
             measured = batch_diversity(keys.float())
             decay = self.config.diversity_ema
             self.diversity = measured if self.diversity is None else measured.lerp(self.diversity, decay)
@@ -149,7 +153,7 @@ class FakeCLRMethod(ContrastiveMethod):
 
     def tick_stats(self) -> dict[str, float]:
         stats = super().tick_stats()
-        if self.config.variant == "paper" and self.diversity is not None:
+        if self.config.variant == "paper_reading" and self.diversity is not None:
             stats["fake_diversity"] = float(self.diversity)
             stats["queue_active"] = float(self.active_size())
         return stats
