@@ -133,6 +133,61 @@ def test_g_loss_is_nonsaturating_and_reaches_g() -> None:
     assert D.w.grad is None
 
 
+def test_path_length_target_keeps_its_gradient_through_the_batch_mean() -> None:
+    # stylegan2-ada: pl_mean = lerp(running, lengths.mean(), decay); penalty = (lengths - pl_mean)^2 with
+    # pl_mean *not* detached; only the stored running value is.
+    loss, G, _D = make_loss("raw")
+    loss.cfg.pl_weight, loss.cfg.pl_decay = 2.0, 0.5  # a large decay makes the mean's gradient visible
+    loss.pl_mean.fill_(0.3)
+    z, c = torch.randn(4, 4), torch.zeros(4, 0)
+    torch.manual_seed(5)
+    loss.g_path_length(z, c, gain=1.0)
+    got = G.to_img.weight.grad.clone()
+    assert float(loss.pl_mean) != 0.3 and not loss.pl_mean.requires_grad
+
+    def by_hand(detach: bool) -> torch.Tensor:
+        G.zero_grad(set_to_none=True)
+        torch.manual_seed(5)
+        fakes, ws = loss.generate(z, c, fast=False)
+        noise = torch.randn_like(fakes) / 4.0  # sqrt(4 * 4)
+        (grads,) = torch.autograd.grad((fakes * noise).sum(), ws, create_graph=True)
+        lengths = grads.square().sum(2).mean(1).sqrt()
+        mean = lengths.mean().detach() if detach else lengths.mean()
+        target = torch.tensor(0.3).lerp(mean, 0.5)
+        ((lengths - target).square().mean() * 2.0).backward()
+        return G.to_img.weight.grad.clone()
+
+    torch.testing.assert_close(got, by_hand(detach=False))
+    assert not torch.allclose(got, by_hand(detach=True))
+
+
+def _mixing_structure(mode: str, prob: float, n: int = 256) -> list[int]:
+    """Per sample, how many leading layers come from the first latents (num_ws = no mixing)."""
+    loss, G, _D = make_loss("raw")
+    G.num_ws = 6
+    loss.cfg.style_mixing, loss.cfg.style_mixing_prob = mode, prob
+    torch.manual_seed(2)
+    z = torch.randn(n, 4)
+    _images, ws = loss.generate(z, torch.zeros(n, 0))
+    first = G.mapping(z, None)
+    cutoffs = []
+    for i in range(n):
+        same = [bool(torch.equal(ws[i, k], first[i, k])) for k in range(6)]
+        k = same.index(False) if False in same else 6
+        assert all(same[:k]) and not any(same[k:])  # a prefix from z, the rest from the second latents
+        cutoffs.append(k)
+    return cutoffs
+
+
+def test_style_mixing_per_sample_draws_each_samples_decision_and_cutoff() -> None:
+    cutoffs = _mixing_structure("per_sample", 0.5)
+    unmixed = sum(k == 6 for k in cutoffs) / len(cutoffs)
+    assert 0.35 < unmixed < 0.65  # p = 0.5 per sample (binomial sd 0.03)
+    assert set(cutoffs) == {1, 2, 3, 4, 5, 6}  # cutoffs uniform in [1, num_ws) per mixed sample
+    batch = _mixing_structure("minibatch", 1.0)
+    assert len(set(batch)) == 1 and batch[0] in range(1, 6)  # one cutoff for the whole round
+
+
 def test_ema_beta_schedules() -> None:
     # half-life: after ema_kimg thousand images the old average keeps weight 1/2
     beta = ema_beta(batch=16, cur_nimg=50_000, ema_kimg=10, ema_rampup=None, ema_start_kimg=0)

@@ -68,6 +68,11 @@ class LossConfig:
     pl_batch_shrink: int = param(2, help="path-length batch = batch_gpu // this", min=1)
     pl_decay: float = param(0.01, help="decay of the running path-length mean", min=0.0, max=1.0)
     style_mixing_prob: float = param(0.9, help="probability of style mixing in training", min=0.0, max=1.0)
+    style_mixing: Literal["minibatch", "per_sample"] = param(
+        "minibatch",
+        help="'minibatch': one mixing decision and cutoff per round (stylegan2-ada); 'per_sample': each "
+        "sample decides and draws its cutoff (the TF StyleGAN2 code DiffAugment trains with)",
+    )
 
 
 @dataclass
@@ -115,7 +120,11 @@ class EvaluationConfig:
 
 @dataclass
 class PerformanceConfig:
-    tf32: bool = param(True, help="allow TF32 matmul/conv on Ampere+ GPUs")
+    tf32: bool = param(
+        False,
+        help="allow TF32 matmul/conv on Ampere+ GPUs: faster, but changes numerics; the official code bases "
+        "run without it (stylegan2-ada-pytorch turns it off, the TF code predates it)",
+    )
     amp: Literal["off", "bf16", "fp16"] = param("off", help="autocast precision for G/D forward passes")
     channels_last: bool = param(False, help="use channels_last memory format on CUDA")
     compile: bool = param(False, help="torch.compile G and D")

@@ -73,12 +73,25 @@ class StyleGAN2Loss:
         G = self.nets.G
         mapping = G.mapping
         ws = mapping(z, c, update_w_avg=True)
-        # Draw both random numbers every time so the RNG stream does not depend on the outcome.
-        cutoff = int(torch.randint(1, ws.shape[1], [], device="cpu")) if ws.shape[1] > 1 else ws.shape[1]
-        mix = float(torch.rand([])) < self.cfg.style_mixing_prob
-        if mix and ws.shape[1] > 1:
+        num_ws = ws.shape[1]
+        if self.cfg.style_mixing == "per_sample" and self.cfg.style_mixing_prob > 0 and num_ws > 1:
+            # DiffAugment's TF G_main (networks_stylegan2.py:225-229): each sample mixes with probability
+            # p at its own cutoff in [1, num_ws); the second latents are always drawn and mapped.
             ws2 = mapping(torch.randn_like(z), c, update_w_avg=False)
-            ws = torch.cat([ws[:, :cutoff], ws2[:, cutoff:]], dim=1)
+            n = ws.shape[0]
+            mixes = torch.rand(n, device=ws.device) < self.cfg.style_mixing_prob
+            cutoffs = torch.randint(1, num_ws, (n,), device=ws.device)
+            cutoffs = torch.where(mixes, cutoffs, torch.full_like(cutoffs, num_ws))
+            keep_first = torch.arange(num_ws, device=ws.device)[None, :, None] < cutoffs[:, None, None]
+            ws = torch.where(keep_first, ws, ws2)
+        elif self.cfg.style_mixing == "minibatch":
+            # stylegan2-ada (loss.py style_mix): one decision and one cutoff for the whole round. Both
+            # random numbers are drawn every time so the RNG stream does not depend on the outcome.
+            cutoff = int(torch.randint(1, num_ws, [], device="cpu")) if num_ws > 1 else num_ws
+            mix = float(torch.rand([])) < self.cfg.style_mixing_prob
+            if mix and num_ws > 1:
+                ws2 = mapping(torch.randn_like(z), c, update_w_avg=False)
+                ws = torch.cat([ws[:, :cutoff], ws2[:, cutoff:]], dim=1)
         synthesis = self.nets.synthesis_fast if fast else G.synthesis
         return synthesis(ws), ws
 
@@ -119,8 +132,11 @@ class StyleGAN2Loss:
         noise = torch.randn_like(fakes) / np.sqrt(fakes.shape[2] * fakes.shape[3])
         (grads,) = torch.autograd.grad((fakes * noise).sum(), ws, create_graph=True)
         lengths = grads.square().sum(2).mean(1).sqrt()
-        self.pl_mean.copy_(self.pl_mean.lerp(lengths.mean().detach(), self.cfg.pl_decay))
-        penalty = (lengths - self.pl_mean).square()
+        # The target keeps its gradient through this batch's mean, as in stylegan2-ada (loss.py); only the
+        # stored running value is detached.
+        pl_mean = self.pl_mean.lerp(lengths.mean(), self.cfg.pl_decay)
+        self.pl_mean.copy_(pl_mean.detach())
+        penalty = (lengths - pl_mean).square()
         loss = penalty.mean() * self.cfg.pl_weight
         # Touch the image so every synthesis parameter takes part in the graph, as the official code does.
         self.scale((fakes[:, 0, 0, 0] * 0 + loss).mean().mul(gain)).backward()
