@@ -101,6 +101,46 @@ def test_resume_is_bit_identical_to_a_straight_run(tmp_path: Path) -> None:
     assert straight.cur_nimg == resumed.cur_nimg
 
 
+def test_a_stop_inside_a_tick_keeps_the_straight_runs_ticks(tmp_path: Path) -> None:
+    run_tiny(tmp_path / "straight")
+    stopped = run_tiny(tmp_path / "resumed", stop_at_nimg=64)  # inside the tick 48 -> 88
+    assert stopped is not None and stopped.status == "stopped" and stopped.cur_nimg == 64
+    saved = state(ckpt.list_checkpoints(tmp_path / "resumed")["last"])
+    assert (saved["progress"]["cur_tick"], saved["progress"]["tick_start_nimg"]) == (2, 48)
+    assert saved["tick_stats"][0]  # the unfinished tick's running sums
+    assert [s["cur_nimg"] for s in RunDir(tmp_path / "resumed").read_stats()] == [8, 48]
+    run_tiny(tmp_path / "resumed", resume="auto")
+    straight = RunDir(tmp_path / "straight").read_stats()
+    resumed = RunDir(tmp_path / "resumed").read_stats()
+    assert [(s["tick"], s["cur_nimg"]) for s in resumed] == [(s["tick"], s["cur_nimg"]) for s in straight]
+    assert [s["losses"] for s in resumed] == [s["losses"] for s in straight]
+    grids = sorted(p.name for p in (tmp_path / "straight").glob("fakes_0*.png"))
+    assert sorted(p.name for p in (tmp_path / "resumed").glob("fakes_0*.png")) == grids
+    a = state(ckpt.list_checkpoints(tmp_path / "straight")["last"])
+    b = state(ckpt.list_checkpoints(tmp_path / "resumed")["last"])
+    for key in ("G", "D", "G_ema", "opt_G", "opt_D", "loss", "rng"):
+        assert_same(a[key], b[key], key)
+
+
+def test_resume_auto_with_a_changed_recipe_says_it_starts_a_new_run() -> None:
+    import io
+
+    from rich.console import Console
+
+    first = run_tiny(None, resume="auto", stop_at_nimg=8)
+    assert first is not None and first.status == "stopped"
+    out = io.StringIO()
+    run_tiny(
+        None, "training.g_lr=0.001", resume="auto", stop_at_nimg=8, console=Console(file=out, width=1000)
+    )
+    lines = [line for line in out.getvalue().splitlines() if "--resume auto: no run of this recipe" in line]
+    assert len(lines) == 1
+    assert "training.g_lr: 0.002 -> 0.001" in lines[0] and "--resume " in lines[0] and "--force" in lines[0]
+    quiet = io.StringIO()  # the same recipe again: it resumes, nothing to say
+    run_tiny(None, "training.g_lr=0.001", resume="auto", stop_at_nimg=16, console=Console(file=quiet))
+    assert "no run of this recipe" not in quiet.getvalue()
+
+
 def test_existing_run_directory_needs_resume_and_same_recipe(tmp_path: Path) -> None:
     out = tmp_path / "run"
     run_tiny(out, stop_at_nimg=40)

@@ -84,6 +84,8 @@ def execute_run(
         if not plan.already_complete:
             ensure_prepared(recipe.dataset, recipe.data.resolution)
     plan = share_plan(plan, process)
+    if process.is_main and plan.notice:
+        console.print(f"[yellow]note[/]: {plan.notice}", highlight=False, soft_wrap=True)
     if plan.already_complete:
         if process.is_main:
             console.print(

@@ -103,6 +103,9 @@ class Progress:
     last_eval_nimg: int = 0
     best: dict[str, Any] | None = None  # {"protocol", "value", "kimg", "checkpoint"}
     train_seconds: float = 0.0  # wall time spent training (all sessions), excluding evaluation
+    # A stop in the middle of a tick: the tick's training seconds and statistics so far, carried into
+    # the resumed session so tick boundaries (and with them snapshot and evaluation points) do not move.
+    partial_tick_seconds: float = 0.0
 
 
 class StopRequest:
@@ -286,8 +289,9 @@ def train(setup: TrainingSetup) -> TrainResult:
 
     # -- state: fresh or resumed ---------------------------------------------------------------
     prog = Progress()
+    stats = StatsCollector()
     if setup.resume is not None:
-        _restore(setup.resume, G, D, G_ema, opt_G, opt_D, method, loss, sampler, prog, scaler, proc)
+        _restore(setup.resume, G, D, G_ema, opt_G, opt_D, method, loss, sampler, prog, scaler, proc, stats)
         log(f"resumed from kimg {prog.cur_nimg / 1000:.3f} (tick {prog.cur_tick})")
 
     total_nimg = round(tcfg.kimg * 1000)
@@ -317,7 +321,6 @@ def train(setup: TrainingSetup) -> TrainResult:
         info.torch_version = torch.__version__
         run.write_info(info)
     tensorboard = TensorBoardWriter(str(run.path), enabled=setup.tensorboard and is_main)
-    stats = StatsCollector()
     ticks: list[dict[str, Any]] = []
     session_start = time.time()
     tick_start_time = time.time()
@@ -388,17 +391,55 @@ def train(setup: TrainingSetup) -> TrainResult:
                 or (setup.max_seconds is not None and elapsed >= setup.max_seconds)
             )
             stopping = any_process(stopping, device)  # every process stops after the same minibatch
-            if (
-                not done
-                and not stopping
-                and prog.cur_tick != 0
-                and prog.cur_nimg < prog.tick_start_nimg + tcfg.kimg_per_tick * 1000
-            ):
+            tick_ends = (
+                done
+                or prog.cur_tick == 0
+                or prog.cur_nimg >= prog.tick_start_nimg + tcfg.kimg_per_tick * 1000
+            )
+            if not tick_ends and not stopping:
                 continue
+            if not tick_ends:
+                # Stop mid-tick: checkpoint the tick in progress without ending it, so the resumed run
+                # keeps the straight run's tick boundaries, snapshots and evaluation points.
+                prog.partial_tick_seconds += time.time() - tick_start_time
+                last_checkpoint = _checkpoint(
+                    run,
+                    resolved,
+                    setup.seed,
+                    G,
+                    D,
+                    G_ema,
+                    opt_G,
+                    opt_D,
+                    method,
+                    loss,
+                    sampler,
+                    prog,
+                    scaler,
+                    tcfg.keep_checkpoints,
+                    stats,
+                    tick_ended=False,
+                    mark_best=False,
+                    is_main=is_main,
+                )
+                status = "stopped"
+                reason = _stop_reason(stop, setup, elapsed)
+                if info is not None:
+                    session.wall_seconds = time.time() - session_start
+                    session.end_nimg = prog.cur_nimg
+                    _account(info, session, prog)
+                    run.write_info(info)
+                log(
+                    f"stopped at kimg {prog.cur_nimg / 1000:.3f}, inside tick {prog.cur_tick} ({reason}); "
+                    f"checkpoint {last_checkpoint}"
+                )
+                session.end_reason = reason
+                break
 
             # -- tick: report, then maintenance ----------------------------------------------------
             tick_end_time = time.time()
-            tick_seconds = tick_end_time - tick_start_time
+            tick_seconds = tick_end_time - tick_start_time + prog.partial_tick_seconds
+            prog.partial_tick_seconds = 0.0
             tick_kimg = (prog.cur_nimg - prog.tick_start_nimg) / 1000
             prog.train_seconds += tick_seconds
             record = {
@@ -450,31 +491,26 @@ def train(setup: TrainingSetup) -> TrainResult:
                 new_best = broadcast_flag(new_best, device)
 
             if done or stopping or new_best or prog.cur_tick % tcfg.snapshot_ticks == 0:
-                # Per-process state: random streams, and the path-length mean (each process tracks its
-                # own, as stylegan2-ada does).
-                per_process = gather_objects(
-                    {"rng": ckpt.capture_rng_state(), "pl_mean": loss.pl_mean.detach().cpu()}
+                last_checkpoint = _checkpoint(
+                    run,
+                    resolved,
+                    setup.seed,
+                    G,
+                    D,
+                    G_ema,
+                    opt_G,
+                    opt_D,
+                    method,
+                    loss,
+                    sampler,
+                    prog,
+                    scaler,
+                    tcfg.keep_checkpoints,
+                    stats,
+                    tick_ended=True,
+                    mark_best=new_best,
+                    is_main=is_main,
                 )
-                if is_main:
-                    payload = _payload(
-                        resolved,
-                        setup.seed,
-                        G,
-                        D,
-                        G_ema,
-                        opt_G,
-                        opt_D,
-                        method,
-                        loss,
-                        sampler,
-                        prog,
-                        scaler,
-                        per_process,
-                    )
-                    last_checkpoint = ckpt.save_checkpoint(run, payload, tcfg.keep_checkpoints)
-                    if new_best:
-                        ckpt.mark_best(run, last_checkpoint)
-                barrier()
 
             if info is not None:
                 session.wall_seconds = time.time() - session_start
@@ -490,11 +526,7 @@ def train(setup: TrainingSetup) -> TrainResult:
                 break
             if stopping:
                 status = "stopped"
-                reason = stop.reason or (
-                    "max_seconds"
-                    if setup.max_seconds is not None and elapsed >= setup.max_seconds
-                    else "stop_at_nimg"
-                )
+                reason = _stop_reason(stop, setup, elapsed)
                 log(f"stopped at kimg {prog.cur_nimg / 1000:.3f} ({reason}); checkpoint {last_checkpoint}")
                 session.end_reason = reason
                 break
@@ -603,6 +635,67 @@ def _run_phase(
 
 
 # -- checkpoint payload ----------------------------------------------------------------------------
+def _stop_reason(stop: StopRequest, setup: TrainingSetup, elapsed: float) -> str:
+    if stop.reason:
+        return stop.reason
+    return "max_seconds" if setup.max_seconds is not None and elapsed >= setup.max_seconds else "stop_at_nimg"
+
+
+def _checkpoint(
+    run: RunDir,
+    resolved: ResolvedRecipe,
+    seed: int,
+    G: Any,
+    D: Any,
+    G_ema: Any,
+    opt_G: Any,
+    opt_D: Any,
+    method: Any,
+    loss: StyleGAN2Loss,
+    sampler: RealImageSampler,
+    prog: Progress,
+    scaler: Any,
+    keep: int,
+    stats: StatsCollector,
+    *,
+    tick_ended: bool,
+    mark_best: bool,
+    is_main: bool,
+) -> Path | None:
+    """Write a checkpoint (collective: every process contributes its own random streams and path-length
+    mean, each tracked per process as stylegan2-ada does). Returns the path on rank 0."""
+    per_process = gather_objects(
+        {
+            "rng": ckpt.capture_rng_state(),
+            "pl_mean": loss.pl_mean.detach().cpu(),
+            "tick_stats": None if tick_ended else stats.state_dict(),
+        }
+    )
+    path = None
+    if is_main:
+        payload = _payload(
+            resolved,
+            seed,
+            G,
+            D,
+            G_ema,
+            opt_G,
+            opt_D,
+            method,
+            loss,
+            sampler,
+            prog,
+            scaler,
+            per_process,
+            tick_ended=tick_ended,
+        )
+        path = ckpt.save_checkpoint(run, payload, keep)
+        if mark_best:
+            ckpt.mark_best(run, path)
+    barrier()
+    return path
+
+
 def _payload(
     resolved: ResolvedRecipe,
     seed: int,
@@ -617,19 +710,25 @@ def _payload(
     prog: Progress,
     scaler: Any,
     per_process: list[dict[str, Any]],
+    *,
+    tick_ended: bool,
 ) -> dict[str, Any]:
+    # Written at the end of a tick, the next tick starts here; written inside one (a stop mid-tick),
+    # the tick in progress is saved as it is, with its seconds and statistics so far.
     return {
         "recipe": resolved.data,
         "recipe_hash": resolved.hash,
         "seed": seed,
         "progress": {
             "cur_nimg": prog.cur_nimg,
-            "cur_tick": prog.cur_tick + 1,
+            "cur_tick": prog.cur_tick + 1 if tick_ended else prog.cur_tick,
             "batch_idx": prog.batch_idx,
-            "tick_start_nimg": prog.cur_nimg,
+            "tick_start_nimg": prog.cur_nimg if tick_ended else prog.tick_start_nimg,
             "last_eval_nimg": prog.last_eval_nimg,
             "train_seconds": prog.train_seconds,
+            "partial_tick_seconds": 0.0 if tick_ended else prog.partial_tick_seconds,
         },
+        "tick_stats": [state["tick_stats"] for state in per_process],
         "cur_nimg": prog.cur_nimg,
         "best": prog.best,
         "G": G.state_dict(),
@@ -663,6 +762,7 @@ def _restore(
     prog: Progress,
     scaler: Any,
     proc: ProcessGroup,
+    stats: StatsCollector,
 ) -> None:
     G.load_state_dict(payload["G"])
     D.load_state_dict(payload["D"])
@@ -684,6 +784,7 @@ def _restore(
     prog.cur_nimg, prog.cur_tick, prog.batch_idx = p["cur_nimg"], p["cur_tick"], p["batch_idx"]
     prog.tick_start_nimg, prog.last_eval_nimg = p["tick_start_nimg"], p["last_eval_nimg"]
     prog.train_seconds = p["train_seconds"]
+    prog.partial_tick_seconds = p.get("partial_tick_seconds", 0.0)
     prog.best = payload.get("best")
     states = payload["rng"]
     if len(states) != proc.world_size:
@@ -694,6 +795,9 @@ def _restore(
         )
     ckpt.restore_rng_state(states[proc.rank])
     loss.pl_mean.copy_(payload["loss"]["pl_mean"][proc.rank])
+    tick_stats = payload.get("tick_stats", [None] * len(states))[proc.rank]
+    if tick_stats:
+        stats.load_state_dict(tick_stats, loss.pl_mean.device)
 
 
 # -- maintenance helpers ---------------------------------------------------------------------------

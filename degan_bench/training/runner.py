@@ -38,6 +38,7 @@ class RunPlan:
     resume_payload: dict[str, Any] | None
     already_complete: bool = False
     forced: bool = False
+    notice: str | None = None  # one line the CLI shows before training (e.g. a resume that found nothing)
 
 
 def _locate(
@@ -70,8 +71,11 @@ def plan_run(
     if not run.exists():
         if explicit_ckpt is not None or resume not in (None, "auto"):
             raise ResumeError(f"{run.path} is not a degan-bench run directory (no run.json)")
+        notice = _other_recipes_notice(run, resolved, seed) if resume == "auto" and out is None else None
         _create(run, resolved, seed)
-        return RunPlan(run=run, resume_payload=None)
+        if notice:
+            run.log(notice)
+        return RunPlan(run=run, resume_payload=None, notice=notice)
     if resume is None:
         raise ResumeError(
             f"run directory {run.path} already exists",
@@ -99,6 +103,31 @@ def plan_run(
     payload["_source"] = str(source)
     run.log(f"resume from {source.name} (kimg {payload['cur_nimg'] / 1000:.3f})")
     return RunPlan(run=run, resume_payload=payload, forced=forced)
+
+
+def _other_recipes_notice(run: RunDir, resolved: ResolvedRecipe, seed: int) -> str | None:
+    """``--resume auto`` found no run of this recipe hash: name the runs of the same cell and seed that
+    were made with another recipe (typically a changed ``--set``), so a new run never starts silently."""
+    prefix = f"{resolved.method}-{resolved.dataset}-{resolved.preset}-s{seed}-"
+    others = sorted(p for p in run.path.parent.glob(prefix + "*") if p != run.path and RunDir(p).exists())
+    if not others:
+        return None
+    described = []
+    for path in others[:3]:
+        try:
+            saved = RunDir(path).read_recipe_dict()
+        except (OSError, ValueError):
+            described.append(path.name)
+            continue
+        hashed = [{k: v for k, v in d.items() if k not in UNHASHED_KEYS} for d in (saved, resolved.data)]
+        diffs = diff_recipes(*hashed)
+        described.append(f"{path.name} ({'; '.join(diffs[:3])}{' ...' if len(diffs) > 3 else ''})")
+    more = f" and {len(others) - 3} more" if len(others) > 3 else ""
+    return (
+        f"--resume auto: no run of this recipe (hash {resolved.short_hash[:8]}) yet, so a new run starts in "
+        f"{run.path}; the same cell and seed has runs with another recipe: {', '.join(described)}{more}. "
+        f"To continue one instead, pass --resume {others[0]} (plus --force to accept the changed recipe)"
+    )
 
 
 def _create(run: RunDir, resolved: ResolvedRecipe, seed: int) -> None:

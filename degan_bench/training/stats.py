@@ -42,6 +42,20 @@ class StatsCollector:
         self._sums.clear()
         self._counts.clear()
 
+    def state_dict(self) -> dict[str, Any]:
+        """The running sums of an unfinished tick (a stop mid-tick), so the resumed tick reports the
+        same means as a straight run."""
+        return {
+            k: (v.detach().cpu().clone() if isinstance(v, torch.Tensor) else v, self._counts[k])
+            for k, v in self._sums.items()
+        }
+
+    def load_state_dict(self, state: dict[str, Any], device: torch.device | None = None) -> None:
+        self.reset()
+        for key, (value, count) in state.items():
+            self._sums[key] = value.to(device) if isinstance(value, torch.Tensor) and device else value
+            self._counts[key] = int(count)
+
 
 def cpu_memory_gb() -> float:
     """Resident memory of this process (current where /proc exists, else the peak)."""
