@@ -11,8 +11,8 @@ from typing import Any
 
 import yaml
 
+from degan_bench.core.rundir import RunDir, RunInfo
 from degan_bench.results.reported import REPORTED_COLUMNS
-from degan_bench.training.rundir import RunDir, RunInfo
 
 TINY_BASE = {
     "model": {

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from tiny import assert_same
 
+from degan_bench.core import checkpoint as ckpt
+from degan_bench.core.rundir import RunDir
 from degan_bench.recipes.loader import resolve_file
-from degan_bench.training import checkpoint as ckpt
 from degan_bench.training.execute import execute_run
-from degan_bench.training.rundir import RunDir
 
 RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "stylegan2" / "shapes-100.yaml"
 # 16 px, batch 8 (two accumulation rounds), lazy R1 on the raw reals every 2 minibatches, 8 minibatches;

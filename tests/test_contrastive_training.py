@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from tiny import TINY_MODEL, assert_same
 
+from degan_bench.core import checkpoint as ckpt
+from degan_bench.core.rundir import RunDir
 from degan_bench.recipes.loader import resolve_file, resolve_recipe
-from degan_bench.training import checkpoint as ckpt
 from degan_bench.training.execute import execute_run
-from degan_bench.training.rundir import RunDir
 
 SHAPES = Path(__file__).resolve().parent.parent / "recipes" / "stylegan2" / "shapes-100.yaml"
 # 16 px, batch 8 in two accumulation rounds, lazy R1 and path length every 2 minibatches, 4 minibatches

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from degan_bench.training import checkpoint as ckpt
+from degan_bench.core import checkpoint as ckpt
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = [

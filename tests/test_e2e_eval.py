@@ -11,8 +11,8 @@ from test_training_loop import tiny_recipe
 from typer.testing import CliRunner
 
 from degan_bench.cli.app import app
+from degan_bench.core.rundir import RunDir
 from degan_bench.training.execute import execute_run, load_evaluator
-from degan_bench.training.rundir import RunDir
 
 
 def test_pending_metric_is_filled_by_eval(

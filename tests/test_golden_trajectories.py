@@ -22,10 +22,10 @@ import pytest
 import torch
 from tiny import TINY_MODEL
 
+from degan_bench.core import checkpoint as ckpt
+from degan_bench.core.rundir import RunDir
 from degan_bench.recipes.loader import resolve_file
-from degan_bench.training import checkpoint as ckpt
 from degan_bench.training.execute import execute_run
-from degan_bench.training.rundir import RunDir
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "stylegan2_trajectories.json"
 SHAPES = Path(__file__).resolve().parent.parent / "recipes" / "stylegan2" / "shapes-100.yaml"

@@ -15,6 +15,7 @@ import pytest
 import torch
 from metrics_support import FakeData, TinyGenerator, install_fake_data, smooth_images
 
+from degan_bench.core.rundir import RunDir
 from degan_bench.errors import DataError, WeightsError
 from degan_bench.metrics import weights as weights_mod
 from degan_bench.metrics.evaluate import (
@@ -28,7 +29,6 @@ from degan_bench.metrics.features import TORCH_FIDELITY, feature_model
 from degan_bench.metrics.reference import load_reference, reference_stats
 from degan_bench.metrics.weights import resolve_weights
 from degan_bench.paths import cache_dir
-from degan_bench.training.rundir import RunDir
 
 standins = metrics_support.standins
 declared_standins = metrics_support.declared_standins

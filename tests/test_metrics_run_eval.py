@@ -1,6 +1,6 @@
 """Run-directory evaluation (pending -> filled) and the ``degan-bench eval`` command.
 
-``degan_bench.training.checkpoint`` (list_checkpoints, load_generator) is replaced by a fake with the
+``degan_bench.core.checkpoint`` (list_checkpoints, load_generator) is replaced by a fake with the
 same signatures, so the checkpoint format is not under test here.
 """
 
@@ -16,11 +16,11 @@ import pytest
 from metrics_support import FakeData, TinyGenerator, install_fake_data, smooth_images, write_pngs
 
 from degan_bench.cli import main
+from degan_bench.core.rundir import RunDir, RunInfo
 from degan_bench.errors import ResumeError, WeightsError
 from degan_bench.metrics import weights as weights_mod
 from degan_bench.metrics.evaluate import evaluate_generator
 from degan_bench.metrics.run_eval import evaluate_run, open_pending
-from degan_bench.training.rundir import RunDir, RunInfo
 
 standins = metrics_support.standins
 declared_standins = metrics_support.declared_standins
@@ -75,9 +75,9 @@ def run(tmp_path, monkeypatch):
         loaded.append(path.name)
         return TinyGenerator(size=RES, seed=names.index(path.name)), json.loads(json.dumps(RECIPE))
 
-    module = types.ModuleType("degan_bench.training.checkpoint")
+    module = types.ModuleType("degan_bench.core.checkpoint")
     module.list_checkpoints, module.load_generator = list_checkpoints, load_generator
-    monkeypatch.setitem(sys.modules, "degan_bench.training.checkpoint", module)
+    monkeypatch.setitem(sys.modules, "degan_bench.core.checkpoint", module)
     run.loaded = loaded
     return run
 

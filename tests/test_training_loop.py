@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from tiny import TINY_MODEL, assert_same
 
+from degan_bench.core import checkpoint as ckpt
+from degan_bench.core.rundir import RunDir
 from degan_bench.errors import ResumeError
 from degan_bench.recipes.loader import resolve_recipe
-from degan_bench.training import checkpoint as ckpt
 from degan_bench.training.execute import execute_run
-from degan_bench.training.rundir import RunDir
 
 # A tiny StyleGAN2 at 16 px that exercises every phase: lazy R1 and path length (interval 2), style mixing,
 # random mirroring, EMA with a start delay; 4 kimg per tick = 5 minibatches of 8 at 0.04 kimg per tick.

@@ -14,12 +14,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from degan_bench.core import checkpoint as ckpt
+from degan_bench.core.rundir import RunDir
 from degan_bench.methods.base import Method, MethodContext
 from degan_bench.recipes.schema import LossConfig
-from degan_bench.training import checkpoint as ckpt
 from degan_bench.training.ema import ema_beta, update_ema
 from degan_bench.training.losses import Networks, StyleGAN2Loss
-from degan_bench.training.rundir import RunDir
 from degan_bench.training.sampler import RealImageSampler
 
 
@@ -279,8 +279,8 @@ def test_process_killed_mid_checkpoint_write_leaves_previous_valid(tmp_path: Pat
     ckpt.save_checkpoint(RunDir(run_dir), {"cur_nimg": 100, "x": torch.tensor([1])}, keep=3)
     script = textwrap.dedent(f"""
         import os, torch
-        from degan_bench.training import checkpoint as ckpt
-        from degan_bench.training.rundir import RunDir
+        from degan_bench.core import checkpoint as ckpt
+        from degan_bench.core.rundir import RunDir
         def die(fd):  # the process is killed after writing some bytes, before the rename
             os._exit(9)
         os.fsync = die

@@ -10,9 +10,9 @@ import typer
 from rich.table import Table
 
 from degan_bench.cli.app import app, console, err_console
+from degan_bench.core.fileio import append_jsonl
 from degan_bench.errors import DataError
 from degan_bench.metrics.protocols import PROTOCOLS
-from degan_bench.training.rundir import append_jsonl
 
 _PROTOCOL_HELP = "protocol id (repeatable): " + ", ".join(sorted(PROTOCOLS))
 

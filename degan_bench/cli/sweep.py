@@ -202,9 +202,9 @@ def _print_estimate(jobs: list, stored: list, costs: list) -> None:
 
 
 def _slurm(todo: list, log_dir: Path, *, submit: bool, evaluate: bool, options: dict) -> None:
+    from degan_bench.core.rundir import utc_now
     from degan_bench.dispatch.slurm import SlurmOptions, sbatch_script
     from degan_bench.dispatch.slurm import submit as sbatch_submit
-    from degan_bench.training.rundir import utc_now
 
     if not todo:
         console.print("nothing to submit: every job is complete", highlight=False)

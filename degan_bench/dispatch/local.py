@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from degan_bench.core.rundir import utc_now
 from degan_bench.dispatch.jobs import Job, refresh_state
 from degan_bench.paths import repo_root
-from degan_bench.training.rundir import utc_now
 
 POLL_SECONDS = 0.2
 

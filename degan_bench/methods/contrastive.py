@@ -51,12 +51,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from degan_bench.core.distributed import average_gradients, is_active
 from degan_bench.errors import MethodError
 from degan_bench.methods.ada import AdaConfig, build_ada
 from degan_bench.methods.base import DStep, GStep, Method, MethodContext
 from degan_bench.recipes.schema import LossConfig, TrainingConfig
 from degan_bench.schema import param
-from degan_bench.training.distributed import average_gradients, is_active
 
 # -- building blocks -------------------------------------------------------------------------------
 

@@ -122,7 +122,7 @@ def _clean_fid_folder(weights: ResolvedWeights) -> Path:
         try:
             target.symlink_to(weights.path.resolve())
         except OSError:  # no symlinks (some filesystems): copy instead
-            from degan_bench.training.rundir import atomic_write_bytes
+            from degan_bench.core.fileio import atomic_write_bytes
 
             atomic_write_bytes(target, weights.path.read_bytes())
     return folder

@@ -27,11 +27,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from degan_bench.core.fileio import atomic_write_bytes, atomic_write_text
 from degan_bench.data.store import PreparedDataset
 from degan_bench.errors import DataError
 from degan_bench.metrics.features import FeatureModel
 from degan_bench.paths import cache_dir
-from degan_bench.training.rundir import atomic_write_bytes, atomic_write_text
 
 CACHE_FORMAT = 1
 

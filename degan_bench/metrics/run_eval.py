@@ -6,7 +6,7 @@ the protocol it recorded (same generated count and eval seed, rebuilt from its `
 and appends an ``ok`` record carrying ``fills_pending`` (the pending record's timestamp). A pending
 record is open while no later ``ok`` record has the same protocol and checkpoint file.
 
-Checkpoints come from ``degan_bench.training.checkpoint``: ``list_checkpoints(run_dir)``
+Checkpoints come from ``degan_bench.core.checkpoint``: ``list_checkpoints(run_dir)``
 (``{"last": path, "best": path, "<file name>": path}``) and ``load_generator(path, device)``
 (``(G_ema, resolved recipe dict)``). The recipe gives the dataset, resolution and subset rule.
 """
@@ -20,11 +20,11 @@ from typing import Any
 
 import torch
 
+from degan_bench.core.checkpoint import CKPT_RE
+from degan_bench.core.rundir import RunDir
 from degan_bench.errors import ResumeError
 from degan_bench.metrics.evaluate import Log, default_device, evaluate_generator_many, resolve_protocols
 from degan_bench.metrics.protocols import Protocol
-from degan_bench.training.checkpoint import CKPT_RE
-from degan_bench.training.rundir import RunDir
 
 
 def checkpoint_kimg(path: Path) -> float | None:
@@ -77,7 +77,7 @@ def evaluate_run(
 ) -> list[dict[str, Any]]:
     """Fill the run's open pending records, then evaluate ``protocols`` (default: the recipe's
     ``evaluation.protocols`` when nothing is pending) on ``checkpoint``; append and return the records."""
-    from degan_bench.training.checkpoint import list_checkpoints, load_generator
+    from degan_bench.core.checkpoint import list_checkpoints, load_generator
 
     run = RunDir(run_dir)
     if not run.exists():

@@ -21,8 +21,8 @@ import torch
 from torch import nn
 from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
+from degan_bench.core.fileio import atomic_write_bytes
 from degan_bench.metrics.weights import WEIGHTS, file_sha256
-from degan_bench.training.rundir import atomic_write_bytes
 
 # FeatureExtractorInceptionV3's children from the stem to the global pool, in forward order.
 _TRUNK = (

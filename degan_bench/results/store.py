@@ -1,6 +1,6 @@
 """The run store: every run directory under one or more roots, read as it is (no database).
 
-A run directory (see :mod:`degan_bench.training.rundir`) is the source of truth: ``run.json`` (identity,
+A run directory (see :mod:`degan_bench.core.rundir`) is the source of truth: ``run.json`` (identity,
 status, device, GPU-hours), ``recipe.yaml`` (the resolved recipe; its canonical hash must equal
 ``run.json``'s ``recipe_hash``), ``metrics.jsonl`` and ``stats.jsonl``. Nothing is dropped: a directory
 whose ``run.json`` is missing or unreadable, or whose recipe hash disagrees with ``run.json``, is kept
@@ -28,8 +28,9 @@ from typing import Any
 
 import yaml
 
+from degan_bench.core.fileio import read_jsonl
+from degan_bench.core.rundir import RunDir, RunInfo
 from degan_bench.recipes.loader import canonical_hash
-from degan_bench.training.rundir import RunDir, RunInfo, read_jsonl
 
 #: run statuses in run.json, plus ``unreadable`` for directories that cannot be trusted
 STORE_STATUSES: tuple[str, ...] = ("complete", "running", "stopped", "failed", "unreadable")

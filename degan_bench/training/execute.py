@@ -11,11 +11,11 @@ from typing import Any
 
 from rich.console import Console
 
+from degan_bench.core.checkpoint import load_checkpoint
+from degan_bench.core.distributed import ProcessGroup, init_from_env
+from degan_bench.core.rundir import RunDir
 from degan_bench.recipes.loader import ResolvedRecipe
-from degan_bench.training.checkpoint import load_checkpoint
-from degan_bench.training.distributed import ProcessGroup, init_from_env
 from degan_bench.training.loop import TrainingSetup, TrainResult, train
-from degan_bench.training.rundir import RunDir
 from degan_bench.training.runner import RunPlan, plan_run, select_device
 
 

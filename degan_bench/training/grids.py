@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 from torch import nn
 
+from degan_bench.core.fileio import atomic_write_bytes
 from degan_bench.models import images_to_uint8
-from degan_bench.training.rundir import atomic_write_bytes
 
 GRID_SEED = 0
 

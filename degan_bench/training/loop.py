@@ -34,14 +34,8 @@ from rich.console import Console
 from rich.progress import BarColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.progress import Progress as RichProgress
 
-from degan_bench.data.store import PreparedDataset
-from degan_bench.errors import RecipeError, ResumeError
-from degan_bench.methods import get_method
-from degan_bench.methods.base import MethodContext
-from degan_bench.models import build_models
-from degan_bench.recipes.loader import ResolvedRecipe
-from degan_bench.training import checkpoint as ckpt
-from degan_bench.training.distributed import (
+from degan_bench.core import checkpoint as ckpt
+from degan_bench.core.distributed import (
     ProcessGroup,
     any_process,
     average_gradients,
@@ -50,10 +44,16 @@ from degan_bench.training.distributed import (
     broadcast_module,
     gather_objects,
 )
+from degan_bench.core.rundir import RunDir, RunInfo, Session, utc_now
+from degan_bench.data.store import PreparedDataset
+from degan_bench.errors import RecipeError, ResumeError
+from degan_bench.methods import get_method
+from degan_bench.methods.base import MethodContext
+from degan_bench.models import build_models
+from degan_bench.recipes.loader import ResolvedRecipe
 from degan_bench.training.ema import ema_beta, update_ema
 from degan_bench.training.grids import grid_latents, render_fakes, save_grid
 from degan_bench.training.losses import Networks, PhaseResult, StyleGAN2Loss
-from degan_bench.training.rundir import RunDir, RunInfo, Session, utc_now
 from degan_bench.training.sampler import RealImageSampler
 from degan_bench.training.stats import (
     StatsCollector,

@@ -21,11 +21,11 @@ from typing import Any
 
 import torch
 
+from degan_bench.core import checkpoint as ckpt
+from degan_bench.core.rundir import RunDir, RunInfo, utc_now
 from degan_bench.errors import DeganError, ResumeError
 from degan_bench.paths import runs_dir
 from degan_bench.recipes.loader import UNHASHED_KEYS, ResolvedRecipe, canonical_hash, diff_recipes
-from degan_bench.training import checkpoint as ckpt
-from degan_bench.training.rundir import RunDir, RunInfo, utc_now
 
 
 def default_run_name(resolved: ResolvedRecipe, seed: int) -> str:

@@ -23,8 +23,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from degan_bench.core.fileio import atomic_write_bytes
+from degan_bench.core.rundir import RunDir
 from degan_bench.errors import ResumeError
-from degan_bench.training.rundir import RunDir, atomic_write_bytes
 
 FORMAT_VERSION = 1
 CKPT_RE = re.compile(r"^ckpt-(\d{10})\.pt$")
