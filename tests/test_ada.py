@@ -337,7 +337,7 @@ def run_minibatches(
     """Feed ``count`` minibatches whose reals all get ``logits``; return p after each."""
     history = []
     for i in range(start, start + count):
-        method.after_d_step(d_step(torch.tensor(logits).view(-1, 1)))
+        method.after_optimizer_step("D", [d_step(torch.tensor(logits).view(-1, 1))])
         method.end_of_minibatch((i + 1) * batch, i)
         history.append(method.pipe.p)
     return history
@@ -408,8 +408,8 @@ def test_fixed_mode_keeps_p_and_still_reports_rt() -> None:
 def test_every_d_evaluation_of_reals_counts_in_rt() -> None:
     method = ada(p_init=0.5)
     for i in range(4):  # two accumulation rounds per minibatch, with different logits
-        method.after_d_step(d_step(torch.ones(3, 1)))
-        method.after_d_step(d_step(-torch.ones(1, 1)))
+        method.after_optimizer_step("D", [d_step(torch.ones(3, 1))])
+        method.after_optimizer_step("D", [d_step(-torch.ones(1, 1))])
         method.end_of_minibatch((i + 1) * 16, i)
     assert method.tick_stats()["ada_rt"] == 0.5  # (12 - 4) / 16
 

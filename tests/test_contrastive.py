@@ -184,7 +184,7 @@ def _ddp_worker(rank: int, world_size: int, init_file: str, out_dir: str) -> Non
         torch.manual_seed(100 + rank)
         step = d_step(method)
         sum(method.d_loss_terms(step).values()).backward()
-        method.after_d_step(step)
+        method.after_optimizer_step("D", [step])
         torch.save(
             {
                 "heads": {k: h.state_dict() for k, h in method.heads.items()},
@@ -346,7 +346,7 @@ def test_gradients_reach_g_through_the_g_term_and_the_heads_through_the_d_terms(
 
     # The heads' own optimizer steps once after the D step and clears the gradients.
     before = {k: [p.clone() for p in h.mlp.parameters()] for k, h in method.heads.items()}
-    method.after_d_step(d_step(method))
+    method.after_optimizer_step("D", [d_step(method)])
     for key, head in method.heads.items():
         assert any(not torch.equal(p, p0) for p, p0 in zip(head.mlp.parameters(), before[key], strict=True))
         assert not has_grads(head.mlp)

@@ -7,21 +7,23 @@ import pytest
 
 from degan_bench.recipes.loader import list_recipes, resolve_recipe
 
-PAPER = [(m, d) for m, d, _path in list_recipes() if m != "stylegan2" or d != "shapes-100"]
+ENTRIES = [e for e in list_recipes() if (e.method, e.dataset) != ("stylegan2", "shapes-100")]
+PAPER = [(e.method, e.dataset, e.backbone) for e in ENTRIES]
+STYLEGAN2 = [(m, d) for m, d, b in PAPER if b == "stylegan2"]
 
 
-def paper(method: str, dataset: str):
-    return resolve_recipe(method, dataset, "paper", []).recipe
+def paper(method: str, dataset: str, backbone: str | None = None):
+    return resolve_recipe(method, dataset, "paper", [], backbone=backbone).recipe
 
 
-@pytest.mark.parametrize(("method", "dataset"), PAPER)
-def test_paper_presets_run_without_tf32(method: str, dataset: str) -> None:
-    # stylegan2-ada-pytorch turns TF32 off and the TF code predates it; it stays a speed switch.
-    assert paper(method, dataset).performance.tf32 is False
+@pytest.mark.parametrize(("method", "dataset", "backbone"), PAPER)
+def test_paper_presets_run_without_tf32(method: str, dataset: str, backbone: str) -> None:
+    # stylegan2-ada-pytorch turns TF32 off, the TF code and BigGAN-PyTorch predate it; a speed switch.
+    assert paper(method, dataset, backbone).performance.tf32 is False
 
 
 def test_fakeclr_defaults_to_the_released_computation() -> None:
-    cells = [d for m, d in PAPER if m == "fakeclr"]
+    cells = [d for m, d in STYLEGAN2 if m == "fakeclr"]
     assert len(cells) == 8
     for dataset in cells:
         resolved = resolve_recipe("fakeclr", dataset, "paper", [])
@@ -32,8 +34,8 @@ def test_fakeclr_defaults_to_the_released_computation() -> None:
 
 
 def test_tf_cells_mix_styles_per_sample_and_pytorch_cells_per_minibatch() -> None:
-    for method, dataset in PAPER:
-        recipe = paper(method, dataset)
+    for method, dataset in STYLEGAN2:
+        recipe = paper(method, dataset, "stylegan2")
         tf_code = recipe.provenance.upstream_repo == "mit-han-lab/data-efficient-gans" or (
             method == "ada" and recipe.training.batch == 16  # ADA under DiffAugment's TF low-shot setup
         )
@@ -42,7 +44,7 @@ def test_tf_cells_mix_styles_per_sample_and_pytorch_cells_per_minibatch() -> Non
 
 
 def test_tf_ffhq_cells_evaluate_every_snapshot() -> None:
-    ffhq = [(m, d) for m, d in PAPER if m in ("stylegan2", "diffaugment") and d.startswith("ffhq")]
+    ffhq = [(m, d) for m, d in STYLEGAN2 if m in ("stylegan2", "diffaugment") and d.startswith("ffhq")]
     assert len(ffhq) == 10
     for method, dataset in ffhq:
         assert paper(method, dataset).evaluation.interval_kimg == 100, (method, dataset)

@@ -235,14 +235,14 @@ def test_diff_recipes_names_changed_keys() -> None:
 def test_every_shipped_recipe_resolves_with_every_preset_it_declares() -> None:
     recipes = list_recipes()
     assert recipes, "no recipes found"
-    for method, dataset, path in recipes:
-        paper = resolve_recipe(method, dataset)
+    for method, dataset, path, backbone in recipes:
+        paper = resolve_recipe(method, dataset, backbone=backbone)  # also checks model.arch vs location
         assert paper.recipe.evaluation.protocols, f"{path} names no evaluation protocol"
         if paper.recipe.purpose == "paper":
             assert paper.recipe.provenance is not None and paper.recipe.provenance.deviations
         for preset in PRESETS[1:]:
             try:
-                resolved = resolve_recipe(method, dataset, preset)
+                resolved = resolve_recipe(method, dataset, preset, backbone=backbone)
             except RecipeError as err:
                 assert "has no" in str(err), err
                 continue

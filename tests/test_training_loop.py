@@ -90,7 +90,7 @@ def test_resume_is_bit_identical_to_a_straight_run(tmp_path: Path) -> None:
     assert resumed is not None and resumed.status == "complete"
     a = state(ckpt.list_checkpoints(tmp_path / "straight")["last"])
     b = state(ckpt.list_checkpoints(tmp_path / "resumed")["last"])
-    for key in ("G", "D", "G_ema", "opt_G", "opt_D", "loss", "sampler", "method", "rng"):
+    for key in ("G", "D", "G_ema", "opt_G", "opt_D", "objective", "sampler", "method", "rng"):
         assert_same(a[key], b[key], key)
     assert a["progress"] == {**b["progress"], "train_seconds": a["progress"]["train_seconds"]}
     losses_a = [s["losses"] for s in RunDir(tmp_path / "straight").read_stats()]
@@ -118,7 +118,7 @@ def test_a_stop_inside_a_tick_keeps_the_straight_runs_ticks(tmp_path: Path) -> N
     assert sorted(p.name for p in (tmp_path / "resumed").glob("fakes_0*.png")) == grids
     a = state(ckpt.list_checkpoints(tmp_path / "straight")["last"])
     b = state(ckpt.list_checkpoints(tmp_path / "resumed")["last"])
-    for key in ("G", "D", "G_ema", "opt_G", "opt_D", "loss", "rng"):
+    for key in ("G", "D", "G_ema", "opt_G", "opt_D", "objective", "rng"):
         assert_same(a[key], b[key], key)
 
 

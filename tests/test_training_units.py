@@ -19,7 +19,7 @@ from degan_bench.core.rundir import RunDir
 from degan_bench.methods.base import Method, MethodContext
 from degan_bench.recipes.schema import LossConfig
 from degan_bench.training.ema import ema_beta, update_ema
-from degan_bench.training.losses import Networks, StyleGAN2Loss
+from degan_bench.training.objectives.stylegan2 import Networks, StyleGAN2Loss
 from degan_bench.training.sampler import RealImageSampler
 
 

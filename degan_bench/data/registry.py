@@ -7,8 +7,9 @@ view's ``subset_split`` is the base split reduced to ``subset_size`` images by a
 
 Checksums are recorded only where a trustworthy source documents them (never guessed):
 
-- CIFAR tarballs: md5 as published by torchvision (``torchvision/datasets/cifar.py``) and, for
-  CIFAR-100, repeated in DiffAugment-biggan-cifar/datasets.py. No sha256 is published; we verify md5.
+- CIFAR python tarballs: sha256 as pinned by Keras (``keras/datasets/cifar10.py`` / ``cifar100.py``
+  ``file_hash``) and md5 as published by torchvision (``torchvision/datasets/cifar.py``; for CIFAR-100
+  repeated in DiffAugment-biggan-cifar/datasets.py); both are verified.
 - DiffAugment 100-shot / AnimalFace zips, AFHQ: no checksum is published; downloads are unverified
   and the manifest says so (``checksum: null`` with a note). The sha256 of what was used is recorded.
 - FFHQ: NVIDIA publishes per-file md5s in ``ffhq-dataset-v2.json`` but no archive checksum; the
@@ -83,6 +84,8 @@ class DatasetSpec:
     paper_subset_rules: dict[str, str] = field(default_factory=dict, hash=False)  # rule -> who uses it
     known_file_sets: dict[str, str] = field(default_factory=dict, hash=False)
     source_order_note: str = ""
+    # The backbone (model.arch) `degan-bench run METHOD DATASET` trains when --backbone is not given.
+    default_backbone: str = "stylegan2"
 
     @property
     def is_subset(self) -> bool:
@@ -173,13 +176,17 @@ _CIFAR10 = DatasetSpec(
         DownloadSource(
             "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
             "cifar-10-python.tar.gz",
+            sha256="6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce",
             md5="c58f30108f718f92721af3b95e74349a",
-            checksum_note="md5 as published in torchvision/datasets/cifar.py (no sha256 is published)",
+            checksum_note=(
+                "sha256 as pinned in keras/datasets/cifar10.py; md5 as in torchvision/datasets/cifar.py"
+            ),
         ),
     ),
     license=_CIFAR_LICENSE,
     citation=_CIFAR_CITATION,
     class_names=CIFAR10_CLASSES,
+    default_backbone="biggan",
     known_file_sets={
         "d718d6f0d1854c7ce2413d7a26cb6b366408cc628832f3acab53550b91c0698d": (
             "../shared/data/cifar10-jpeg-q75.zip: a LOSSY JPEG (quality ~75) re-encoding of CIFAR-10, not "
@@ -201,15 +208,18 @@ _CIFAR100 = DatasetSpec(
         DownloadSource(
             "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
             "cifar-100-python.tar.gz",
+            sha256="85cd44d02ba6437773c5bbd22e183051d648de2e7d6b014e1ef29b855ba677a7",
             md5="eb9058c3a382ffc7106e4002c42a8d85",
             checksum_note=(
-                "md5 as published in torchvision/datasets/cifar.py and DiffAugment-biggan-cifar/datasets.py"
+                "sha256 as pinned in keras/datasets/cifar100.py; md5 as in torchvision/datasets/cifar.py and "
+                "DiffAugment-biggan-cifar/datasets.py"
             ),
         ),
     ),
     license=_CIFAR_LICENSE,
     citation=_CIFAR_CITATION,
     class_names=CIFAR100_CLASSES,
+    default_backbone="biggan",
     source_order_note=_CIFAR_ORDER,
 )
 
@@ -317,6 +327,7 @@ def _cifar_view(base: DatasetSpec, percent: int) -> DatasetSpec:
         default_subset_rule="np_choice_seed0",
         paper_subset_rules=dict(_CIFAR_RULE_USERS),
         source_order_note=base.source_order_note,
+        default_backbone=base.default_backbone,
     )
 
 

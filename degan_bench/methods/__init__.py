@@ -11,16 +11,19 @@ from degan_bench.methods.base import Method
 from degan_bench.schema import did_you_mean
 
 #: method names of the product; those without a module yet are reported as not implemented
-KNOWN_METHODS: tuple[str, ...] = ("stylegan2", "ada", "diffaugment", "fakeclr", "insgen", "diggan", "lottery")
+KNOWN_METHODS: tuple[str, ...] = (
+    "stylegan2", "biggan", "ada", "diffaugment", "fakeclr", "insgen", "diggan", "lottery",
+)  # fmt: skip
 
 _BUILTIN: tuple[str, ...] = (
+    "degan_bench.methods.baseline",
     "degan_bench.methods.diffaugment",
     "degan_bench.methods.ada",
     "degan_bench.methods.insgen",
     "degan_bench.methods.fakeclr",
 )
 
-_REGISTRY: dict[str, type[Method]] = {"stylegan2": Method}
+_REGISTRY: dict[str, type[Method]] = {}
 _loaded = False
 
 

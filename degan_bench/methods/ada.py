@@ -16,7 +16,7 @@ import torch
 
 from degan_bench.augment.ada import AdaAugment, AdaHeuristic
 from degan_bench.methods import register_method
-from degan_bench.methods.base import DStep, Method, MethodContext
+from degan_bench.methods.base import DStep, GStep, Method, MethodContext
 from degan_bench.schema import param
 
 
@@ -67,6 +67,7 @@ def build_ada(config: AdaConfig, ctx: MethodContext) -> tuple[AdaAugment, AdaHeu
 class AdaMethod(Method):
     name = "ada"
     Config = AdaConfig
+    objectives = ("ns_r1",)  # the pipe and its heuristic are StyleGAN2-ADA's
     summary = "StyleGAN2-ADA: bgc augmentation with adaptive probability p (Karras et al. 2020)"
 
     def __init__(self, config: AdaConfig, ctx: MethodContext) -> None:
@@ -76,8 +77,10 @@ class AdaMethod(Method):
     def augment(self, images: torch.Tensor) -> torch.Tensor:
         return self.pipe(images)
 
-    def after_d_step(self, step: DStep) -> None:
-        self.heuristic.observe(step.real_logits)
+    def after_optimizer_step(self, phase: str, steps: list[GStep | DStep]) -> None:
+        for step in steps:
+            if isinstance(step, DStep):
+                self.heuristic.observe(step.real_logits)
 
     def end_of_minibatch(self, cur_nimg: int, minibatch_index: int) -> None:
         self.heuristic.end_of_minibatch(cur_nimg)

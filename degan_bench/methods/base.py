@@ -1,28 +1,36 @@
 """The interface between the generic training loop and a data-efficient GAN method.
 
-The loop (``degan_bench.training.loop``) never names a method. Per minibatch it runs the phases
-``G`` (main G loss), optional ``Greg`` (path length), ``D`` (main D loss) and optional ``Dreg``
-(R1), and calls the method's hooks at fixed points:
+Neither the loop (``degan_bench.training.loop``) nor the objectives
+(``degan_bench.training.objectives``) name a method. The objective of the backbone family runs its
+phases per minibatch (StyleGAN2: ``G`` [``Greg``] ``D`` [``Dreg``] with lazy intervals; BigGAN hinge:
+``D`` x k then ``G``) and calls the method's hooks at fixed points:
 
 1. ``augment(images)`` transforms every D input (reals and fakes, in the G and the D step). It must
    be differentiable w.r.t. ``images`` so gradients reach G.
 2. ``g_loss_terms(step)`` / ``d_loss_terms(step)`` return extra scalar losses (name -> tensor) that
-   the loop adds to the G / D objective and logs as ``Loss/<phase>/<name>``.
-3. ``after_d_step(step)`` / ``after_g_step(step)`` run after the optimizer step of that network
-   (e.g. momentum updates, queue pushes, re-applying pruning masks).
+   the objective adds to the G / D loss and logs as ``Loss/<phase>/<name>``.
+3. ``after_optimizer_step(phase, steps)`` runs once after every optimizer step of G or D, the
+   regularization phases included (e.g. ADA's sign statistics, momentum updates, queue pushes,
+   re-applying pruning masks), with the step records of the phase's accumulation rounds.
 4. ``end_of_minibatch(cur_nimg, minibatch_index)`` runs once per global minibatch, after all phases
    (e.g. ADA's p adjustment, which must see every D step).
+
+A method that needs gradients w.r.t. D's (augmented) inputs sets ``needs_d_input_grad``: the
+objective then hands ``DStep.fakes_aug`` / ``reals_aug`` as tensors that require grad and were fed to
+D as they are. A method bound to some objectives lists them in ``objectives``.
 
 A method owns extra state through ``modules()`` (``nn.Module`` s moved to the device and
 checkpointed), ``optimizers()`` (checkpointed, stepped by the method itself in its hooks) and
 ``state_dict()`` / ``load_state_dict()`` for everything else (augment p, queues, counters). The loop
 checkpoints all three, so resume is exact.
 
-The no-op method (the ``stylegan2`` baseline) is ``Method`` itself.
+The plain baselines (``stylegan2``, ``biggan``) are no-op subclasses in :mod:`degan_bench.methods.baseline`.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -54,6 +62,9 @@ class MethodContext:
     world_size: int = 1
     rank: int = 0
     recipe: Any = None  # the resolved Recipe, for methods that need more
+    objective: str = "ns_r1"  # loss.kind of the objective that calls the hooks
+    autocast: Callable[[], Any] = contextlib.nullcontext  # the loop's autocast factory for forward passes
+    scaler: Any = None  # the loop's fp16 GradScaler, or None
 
 
 @dataclass
@@ -76,9 +87,10 @@ class GStep:
 class DStep:
     """One accumulation round of a D phase. Fakes are detached from G.
 
-    ``phase`` is ``"main"`` (the logistic loss; every field is set and ``d_loss_terms`` is called) or
+    ``phase`` is ``"main"`` (the adversarial loss; every field is set and ``d_loss_terms`` is called) or
     ``"reg"`` (a lazy R1 pass over reals only: the fake fields and ``z``/``c`` are None, and only
-    ``after_d_step`` sees it, so statistics such as ADA's sign(D(real)) include it as officially).
+    ``after_optimizer_step`` sees it, so statistics such as ADA's sign(D(real)) include it as
+    officially). ``d_step_index`` counts the D steps of one G step (BigGAN: 0..3; StyleGAN2: 0).
     """
 
     reals: torch.Tensor  # un-augmented reals, NCHW in [-1, 1]
@@ -96,17 +108,24 @@ class DStep:
     fakes_aug: torch.Tensor | None = None
     fake_logits: torch.Tensor | None = None
     fake_features: torch.Tensor | None = None
+    d_step_index: int = 0
     extras: dict[str, Any] = field(default_factory=dict)
 
 
 class Method:
-    """Base class and the no-op method (plain StyleGAN2)."""
+    """Base class: a method that changes nothing (the baselines in :mod:`.baseline` are this)."""
 
     name: ClassVar[str] = "stylegan2"
     Config: ClassVar[type] = NoOptions
     summary: ClassVar[str] = "StyleGAN2 without augmentation (the baseline)"
-    #: ask the loop for D trunk features in every D call (InsGen, FakeCLR)
+    #: ask the objective for D trunk features in every D call (InsGen, FakeCLR)
     needs_d_features: ClassVar[bool] = False
+    #: D-step inputs that require grad, for penalties on grad_x D (DigGAN)
+    needs_d_input_grad: ClassVar[bool] = False
+    #: the objectives (loss.kind) the method is defined for; None = any
+    objectives: ClassVar[tuple[str, ...] | None] = None
+    #: a baseline's own backbone (model.arch); None = the dataset's default backbone
+    backbone: ClassVar[str | None] = None
 
     def __init__(self, config: Any, ctx: MethodContext) -> None:
         self.config = config
@@ -124,11 +143,9 @@ class Method:
         return {}
 
     # -- state updates ----------------------------------------------------------------------
-    def after_g_step(self, step: GStep) -> None:
-        pass
-
-    def after_d_step(self, step: DStep) -> None:
-        pass
+    def after_optimizer_step(self, phase: str, steps: list[GStep | DStep]) -> None:
+        """After the optimizer step of ``phase`` (``G``, ``Greg``, ``D`` or ``Dreg``); ``steps`` holds the
+        accumulation rounds' records (none for ``Greg``)."""
 
     def end_of_minibatch(self, cur_nimg: int, minibatch_index: int) -> None:
         pass

@@ -246,6 +246,7 @@ class ContrastiveMethod(Method):
     add their D-side terms."""
 
     needs_d_features = True
+    objectives = ("ns_r1",)  # heads and their lazy-ratio Adam follow StyleGAN2-ADA's phases
 
     def __init__(self, config: ContrastiveConfig, ctx: MethodContext) -> None:
         super().__init__(config, ctx)
@@ -398,9 +399,11 @@ class ContrastiveMethod(Method):
         self._heads_have_grads = True
         return {}
 
-    def after_d_step(self, step: DStep) -> None:
-        self.heuristic.observe(step.real_logits)
-        if step.phase == "main" and self._heads_have_grads:
+    def after_optimizer_step(self, phase: str, steps: list[GStep | DStep]) -> None:
+        for step in steps:
+            if isinstance(step, DStep):
+                self.heuristic.observe(step.real_logits)
+        if phase == "D" and self._heads_have_grads:
             # One step on the gradients of all accumulation rounds of this D phase.
             for name, optimizer in self.head_optimizers.items():
                 params = list(self.heads[name].mlp.parameters())

@@ -24,7 +24,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -193,12 +193,46 @@ def _validate(raw: dict[str, Any], source: str) -> ResolvedRecipe:
     recipe = from_dict(Recipe, raw, source=source)
     recipe.method_args = to_dict(method_cfg)
     _check_dataset(recipe.dataset, source)
+    _derive_kimg_from_epochs(recipe, raw.get("training") or {}, source)
     _check_protocols(recipe.evaluation.protocols, source)
     data = to_dict(recipe)
     data.pop("method_args")
     if recipe.method_args:
         data[method_name] = recipe.method_args
     return ResolvedRecipe(recipe=recipe, model=model_cfg, method_config=method_cfg, data=data, source=source)
+
+
+def _derive_kimg_from_epochs(recipe: Recipe, training: dict[str, Any], source: str) -> None:
+    """BigGAN scripts give the length in epochs of the (subset) training set; kimg follows from it."""
+    tcfg = recipe.training
+    if tcfg.epochs is None:
+        return
+    if "kimg" in training:
+        raise RecipeError(
+            f"{source}: training.epochs and training.kimg are both given",
+            fix="give one: --set training.epochs=null to train by kimg, or drop training.kimg",
+        )
+    from degan_bench.data.registry import get_dataset_spec
+
+    count = get_dataset_spec(recipe.dataset).expected_counts["train"]
+    count *= 2 if recipe.data.mirror == "double" else 1
+    tcfg.kimg = tcfg.epochs * count / 1000
+
+
+def default_backbone(method: str, dataset: str) -> str:
+    """The backbone ``degan-bench run METHOD DATASET`` trains: a baseline's own, else the dataset's."""
+    from degan_bench.data.registry import get_dataset_spec
+
+    try:
+        own = get_method(method).backbone
+    except DeganError:  # unknown or not implemented: the caller reports it
+        own = None
+    if own:
+        return own
+    try:
+        return get_dataset_spec(dataset).default_backbone
+    except DeganError:
+        return "stylegan2"
 
 
 def _check_dataset(name: str, source: str) -> None:
@@ -253,15 +287,29 @@ def resolve_dict(data: dict[str, Any], source: str = "recipe.yaml") -> ResolvedR
     return _validate(data, source)
 
 
-def recipe_path(method: str, dataset: str, root: Path | None = None) -> Path:
+def recipe_path(method: str, dataset: str, root: Path | None = None, backbone: str | None = None) -> Path:
+    """``recipes/<method>/<dataset>.yaml`` for the default backbone (see :func:`default_backbone`),
+    ``recipes/<method>/<backbone>/<dataset>.yaml`` for another one."""
     root = root or recipes_dir()
-    path = root / method / f"{dataset}.yaml"
-    if path.exists():
-        return path
     if not (root / method).is_dir() or method.startswith("_"):
         get_method(method)  # unknown method -> did-you-mean error
         raise RecipeError(f"no recipes for method {method!r} yet", fix="see `degan-bench recipes list`")
-    available = sorted(p.stem for p in (root / method).glob("*.yaml"))
+    default = default_backbone(method, dataset)
+    backbone = backbone or default
+    path = (
+        root / method / f"{dataset}.yaml"
+        if backbone == default
+        else root / method / backbone / f"{dataset}.yaml"
+    )
+    if path.exists():
+        return path
+    others = [e.backbone for e in list_recipes(root) if (e.method, e.dataset) == (method, dataset)]
+    if others:
+        raise RecipeError(
+            f"no {backbone} recipe for {method} x {dataset} ({path} does not exist)",
+            fix=f"available backbones for this cell: {', '.join(sorted(set(others)))} (--backbone)",
+        )
+    available = sorted({e.dataset for e in list_recipes(root) if e.method == method})
     hint = did_you_mean(dataset, available)
     fix = f"did you mean {hint!r}?" if hint else f"recipes for {method}: {', '.join(available)}"
     raise RecipeError(f"no recipe for {method} x {dataset} ({path} does not exist)", fix=fix)
@@ -273,28 +321,40 @@ def resolve_recipe(
     preset: str = "paper",
     overrides: tuple[str, ...] | list[str] = (),
     root: Path | None = None,
+    backbone: str | None = None,
 ) -> ResolvedRecipe:
-    """``degan-bench run METHOD DATASET``'s recipe."""
-    path = recipe_path(method, dataset, root)
+    """``degan-bench run METHOD DATASET [--backbone B]``'s recipe."""
+    path = recipe_path(method, dataset, root, backbone)
     resolved = resolve_file(path, preset, overrides)
-    if (resolved.method, resolved.dataset) != (method, dataset):
+    expected = backbone or default_backbone(method, dataset)
+    if (resolved.method, resolved.dataset, resolved.model.arch) != (method, dataset, expected):
         raise RecipeError(
-            f"{path}: declares method={resolved.method!r} dataset={resolved.dataset!r}, "
-            f"but its path says {method!r} x {dataset!r}",
-            fix="make the file's method/dataset match its location",
+            f"{path}: declares method={resolved.method!r} dataset={resolved.dataset!r} "
+            f"model.arch={resolved.model.arch!r}, but its path says {method!r} x {dataset!r} on {expected!r}",
+            fix="make the file's method/dataset/model.arch match its location",
         )
     return resolved
 
 
-def list_recipes(root: Path | None = None) -> list[tuple[str, str, Path]]:
-    """(method, dataset, path) of every recipe file; bases (``_*`` folders) excluded."""
+class RecipeEntry(NamedTuple):
+    method: str
+    dataset: str
+    path: Path
+    backbone: str
+
+
+def list_recipes(root: Path | None = None) -> list[RecipeEntry]:
+    """Every recipe file: ``<method>/<dataset>.yaml`` (the default backbone) and
+    ``<method>/<backbone>/<dataset>.yaml``; bases (``_*`` folders) and tables excluded."""
     root = root or recipes_dir()
     rows = []
-    for path in sorted(root.glob("*/*.yaml")):
-        method = path.parent.name
+    for path in sorted([*root.glob("*/*.yaml"), *root.glob("*/*/*.yaml")]):
+        in_backbone_dir = path.parent.parent != root
+        method = (path.parent.parent if in_backbone_dir else path.parent).name
         if method.startswith("_") or method == "tables":
             continue
-        rows.append((method, path.stem, path))
+        backbone = path.parent.name if in_backbone_dir else default_backbone(method, path.stem)
+        rows.append(RecipeEntry(method, path.stem, path, backbone))
     return rows
 
 

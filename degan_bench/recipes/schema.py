@@ -53,8 +53,13 @@ class DataConfig:
 
 @dataclass
 class LossConfig:
-    kind: Literal["ns_r1"] = param(
-        "ns_r1", help="non-saturating logistic loss with R1 (StyleGAN2); hinge arrives with BigGAN"
+    kind: Literal["ns_r1", "hinge"] = param(
+        "ns_r1",
+        help="the objective: 'ns_r1' = StyleGAN2 (non-saturating logistic loss, R1, path length, lazy "
+        "phases); 'hinge' = BigGAN (hinge loss, d_steps D steps per G step)",
+    )
+    d_steps: int = param(
+        1, help="hinge: D steps per G step, each on its own minibatch of reals (BigGAN CIFAR: 4)", min=1
     )
     r1_gamma: float = param(10.0, help="R1 weight gamma (penalty is gamma/2 * |grad|^2)", min=0.0)
     r1_interval: int = param(
@@ -90,6 +95,21 @@ class TrainingConfig:
     )
     ema_start_kimg: float = param(
         0.0, help="G_ema copies G until this kimg (DiffAugment TF: = ema_kimg)", min=0.0
+    )
+    ema_decay: float | None = param(
+        None,
+        help="hinge: constant G_ema decay per G step (BigGAN --ema_decay 0.9999); ns_r1 uses ema_kimg",
+        min=0.0,
+        max=1.0,
+    )
+    ema_start_step: int = param(
+        0, help="hinge: G_ema copies G before this G iteration, 1-based (BigGAN --ema_start 1000)", min=0
+    )
+    epochs: float | None = param(
+        None,
+        help="training length in epochs over the (subset) training set, as BigGAN scripts give it; when "
+        "set, kimg is derived from it (epochs x images / 1000) and must not be given as well",
+        min=0.0,
     )
     kimg_per_tick: float = param(4.0, help="kimg between status lines", min=0.001)
     snapshot_ticks: int = param(10, help="write a checkpoint every N ticks", min=1)

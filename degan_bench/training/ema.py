@@ -31,3 +31,21 @@ def update_ema(G_ema: nn.Module, G: nn.Module, beta: float) -> None:
         p_ema.copy_(p.detach().lerp(p_ema, beta))
     for b_ema, b in zip(G_ema.buffers(), G.buffers(), strict=True):
         b_ema.copy_(b)
+
+
+def fixed_decay(step: int, decay: float, start_step: int) -> float:
+    """BigGAN-PyTorch's schedule: G_ema copies G before ``start_step`` G iterations (1-based), then
+    averages with a constant ``decay`` (``utils.ema.update(itr)``)."""
+    return 0.0 if step < start_step else decay
+
+
+@torch.no_grad()
+def update_ema_state(G_ema: nn.Module, G: nn.Module, decay: float) -> None:
+    """Average every floating entry of the state dict, buffers included (spectral-norm vectors, batch-norm
+    running statistics), as BigGAN-PyTorch's ema does: ``target * decay + source * (1 - decay)``."""
+    target, source = G_ema.state_dict(), G.state_dict()
+    for key, value in source.items():
+        if value.is_floating_point():
+            target[key].copy_(target[key] * decay + value.detach() * (1 - decay))
+        else:
+            target[key].copy_(value)

@@ -28,8 +28,18 @@ from degan_bench.paths import runs_dir
 from degan_bench.recipes.loader import UNHASHED_KEYS, ResolvedRecipe, canonical_hash, diff_recipes
 
 
+def run_name_prefix(resolved: ResolvedRecipe, seed: int) -> str:
+    """``<method>-<dataset>[-<backbone>]-<preset>-s<seed>-``; the backbone is named where it is not the
+    cell's default (``diffaugment-cifar10-10pct-stylegan2-...`` beside the BigGAN one)."""
+    from degan_bench.recipes.loader import default_backbone
+
+    arch = resolved.model.arch
+    tag = "" if arch == default_backbone(resolved.method, resolved.dataset) else f"-{arch}"
+    return f"{resolved.method}-{resolved.dataset}{tag}-{resolved.preset}-s{seed}-"
+
+
 def default_run_name(resolved: ResolvedRecipe, seed: int) -> str:
-    return f"{resolved.method}-{resolved.dataset}-{resolved.preset}-s{seed}-{resolved.short_hash[:8]}"
+    return run_name_prefix(resolved, seed) + resolved.short_hash[:8]
 
 
 @dataclass
@@ -108,7 +118,7 @@ def plan_run(
 def _other_recipes_notice(run: RunDir, resolved: ResolvedRecipe, seed: int) -> str | None:
     """``--resume auto`` found no run of this recipe hash: name the runs of the same cell and seed that
     were made with another recipe (typically a changed ``--set``), so a new run never starts silently."""
-    prefix = f"{resolved.method}-{resolved.dataset}-{resolved.preset}-s{seed}-"
+    prefix = run_name_prefix(resolved, seed)
     others = sorted(p for p in run.path.parent.glob(prefix + "*") if p != run.path and RunDir(p).exists())
     if not others:
         return None

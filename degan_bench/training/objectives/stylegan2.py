@@ -1,7 +1,12 @@
-"""The StyleGAN2 objective: non-saturating logistic loss, R1 and path-length regularization.
+"""The StyleGAN2 objective (``loss.kind: ns_r1``): non-saturating logistic loss, R1 and path length.
 
-Each function computes one phase for one accumulation round, calls ``backward`` itself (with the
-round's share ``gain`` of the minibatch, so accumulated gradients equal a full-batch mean), and
+:class:`StyleGAN2Objective` owns the schedule. Per global minibatch: the phases ``G`` [``Greg``] ``D``
+[``Dreg``] (lazy regularization as in StyleGAN2: a regularizer with interval k > 1 runs every k
+minibatches with its loss scaled by k, and the optimizer's lr and betas are rescaled by k/(k+1)), then
+the G_ema update by half-life.
+
+:class:`StyleGAN2Loss` computes one phase for one accumulation round, calls ``backward`` itself (with
+the round's share ``gain`` of the minibatch, so accumulated gradients equal a full-batch mean), and
 returns detached scalars for the statistics. The method's hooks are called at the documented points.
 
 - ``G`` phase: ``softplus(-D(A(G(z))))`` + method G terms.
@@ -23,8 +28,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from degan_bench.errors import RecipeError
 from degan_bench.methods.base import DStep, GStep, Method
 from degan_bench.recipes.schema import LossConfig
+from degan_bench.training.ema import ema_beta, update_ema
+from degan_bench.training.objectives import register_objective
+from degan_bench.training.objectives.base import (
+    MinibatchInfo,
+    Objective,
+    ObjectiveContext,
+    RealSource,
+    dataset_label_sampler,
+)
+from degan_bench.training.stats import StatsCollector
 
 
 @dataclass
@@ -240,3 +256,148 @@ class StyleGAN2Loss:
         penalty = grads.square().sum(dim=[1, 2, 3])
         loss = penalty.mean() * (self.cfg.r1_gamma / 2) * r1_gain
         return loss, penalty.detach().mean()
+
+
+# -- the schedule ------------------------------------------------------------------------------------
+def lazy_ratio(interval: int, active: bool) -> float:
+    """lr/betas rescaling for lazy regularization (StyleGAN2 Appendix B)."""
+    return interval / (interval + 1) if active and interval > 1 else 1.0
+
+
+def make_optimizer(
+    params: Any, lr: float, betas: tuple[float, float], eps: float, ratio: float
+) -> torch.optim.Adam:
+    return torch.optim.Adam(params, lr=lr * ratio, betas=(betas[0] ** ratio, betas[1] ** ratio), eps=eps)
+
+
+@dataclass
+class _Phase:
+    name: str
+    module: nn.Module
+    opt: torch.optim.Optimizer
+    interval: int
+
+
+@register_objective
+class StyleGAN2Objective(Objective):
+    kind = "ns_r1"
+    summary = "StyleGAN2: non-saturating logistic loss, lazy R1 and path length, G_ema by half-life"
+
+    def __init__(self, ctx: ObjectiveContext) -> None:
+        super().__init__(ctx)
+        recipe = ctx.recipe
+        self.lcfg, self.tcfg, perf = recipe.loss, recipe.training, recipe.performance
+        G, D = ctx.G, ctx.D
+        mbstd = getattr(D, "mbstd_group", 0)
+        if mbstd and ctx.batch_gpu % min(mbstd, ctx.batch_gpu):
+            raise RecipeError(
+                f"the per-device batch {ctx.batch_gpu} is not divisible by model.mbstd_group {mbstd}",
+                fix=f"use training.batch_gpu that is a multiple of {mbstd} (or smaller than it)",
+            )
+        lcfg, tcfg = self.lcfg, self.tcfg
+        if lcfg.d_steps != 1 or tcfg.ema_decay is not None:
+            raise RecipeError(
+                "loss.kind=ns_r1 (StyleGAN2) runs one D phase per minibatch and G_ema by half-life; "
+                "loss.d_steps / training.ema_decay belong to loss.kind=hinge",
+                fix="set loss.d_steps=1 and training.ema_decay=null (or use loss.kind=hinge)",
+            )
+        self.use_pl = lcfg.pl_weight > 0
+        self.use_r1 = lcfg.r1_gamma > 0
+        g_ratio = lazy_ratio(lcfg.pl_interval, self.use_pl)
+        d_ratio = lazy_ratio(lcfg.r1_interval, self.use_r1)
+        self.opt_G = make_optimizer(G.parameters(), tcfg.g_lr, tcfg.betas, tcfg.eps, g_ratio)
+        self.opt_D = make_optimizer(D.parameters(), tcfg.d_lr, tcfg.betas, tcfg.eps, d_ratio)
+        synthesis_fast, D_fast = G.synthesis, D
+        if perf.compile:
+            # Only the single-backward passes use the compiled views; R1/path length run eagerly.
+            synthesis_fast, D_fast = torch.compile(G.synthesis), torch.compile(D)
+        self.loss = StyleGAN2Loss(
+            Networks(G, D, synthesis_fast, D_fast),
+            ctx.method,
+            lcfg,
+            ctx.autocast,
+            scale=ctx.scaler.scale if ctx.scaler is not None else None,
+        )
+        self.draw_c = dataset_label_sampler(ctx.labels, getattr(G, "c_dim", 0), ctx.device)
+        self.phases = [_Phase("G", G, self.opt_G, 1)]
+        if self.use_pl and lcfg.pl_interval > 1:
+            self.phases.append(_Phase("Greg", G, self.opt_G, lcfg.pl_interval))
+        self.phases.append(_Phase("D", D, self.opt_D, 1))
+        if self.use_r1 and lcfg.r1_interval > 1:
+            self.phases.append(_Phase("Dreg", D, self.opt_D, lcfg.r1_interval))
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"G": self.opt_G, "D": self.opt_D}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"pl_mean": self.loss.pl_mean.detach().cpu()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.loss.pl_mean.copy_(state["pl_mean"])
+
+    def train_minibatch(self, next_reals: RealSource, info: MinibatchInfo, stats: StatsCollector) -> int:
+        reals, labels = next_reals()
+        real_c = self.one_hot(labels, len(reals))
+        for phase in self.phases:
+            if info.batch_idx % phase.interval == 0:
+                self._run_phase(phase, reals, real_c, info.cur_nimg, stats)
+        tcfg = self.tcfg
+        beta = ema_beta(
+            batch=tcfg.batch,
+            cur_nimg=info.cur_nimg,
+            ema_kimg=tcfg.ema_kimg,
+            ema_rampup=tcfg.ema_rampup,
+            ema_start_kimg=tcfg.ema_start_kimg,
+        )
+        update_ema(self.ctx.G_ema, self.ctx.G, beta)
+        return tcfg.batch
+
+    def _run_phase(
+        self, phase: _Phase, reals: torch.Tensor, real_c: torch.Tensor, cur_nimg: int, stats: StatsCollector
+    ) -> None:
+        """Rounds of forward/backward, then one optimizer step and the method's hook."""
+        G, D, lcfg, loss = self.ctx.G, self.ctx.D, self.lcfg, self.loss
+        G.requires_grad_(phase.module is G)
+        D.requires_grad_(phase.module is D)
+        phase.opt.zero_grad(set_to_none=True)
+        device, batch_gpu, rounds = reals.device, self.ctx.batch_gpu, self.ctx.rounds
+        z_dim, draw_c = G.z_dim, self.draw_c
+        gain = 1.0 / rounds
+        results: list[PhaseResult] = []
+
+        def pl_round(weight: float) -> PhaseResult:
+            n = max(batch_gpu // lcfg.pl_batch_shrink, 1)
+            return loss.g_path_length(torch.randn(n, z_dim, device=device), draw_c(n), weight)
+
+        if phase.name == "G":
+            for _ in range(rounds):
+                z = torch.randn(batch_gpu, z_dim, device=device)
+                results.append(loss.g_main(z, draw_c(batch_gpu), gain, cur_nimg))
+            if self.use_pl and lcfg.pl_interval == 1:
+                results.extend(pl_round(gain) for _ in range(rounds))
+        elif phase.name == "Greg":
+            results.extend(pl_round(gain * phase.interval) for _ in range(rounds))
+        elif phase.name == "D":
+            with_r1 = self.use_r1 and lcfg.r1_interval == 1
+            for real_chunk, c_chunk in zip(reals.split(batch_gpu), real_c.split(batch_gpu), strict=True):
+                z = torch.randn(batch_gpu, z_dim, device=device)
+                results.append(
+                    loss.d_main(
+                        real_chunk,
+                        c_chunk,
+                        z,
+                        draw_c(batch_gpu),
+                        gain,
+                        cur_nimg,
+                        with_r1=with_r1,
+                        r1_gain=1.0,
+                    )
+                )
+        elif phase.name == "Dreg":
+            for real_chunk, c_chunk in zip(reals.split(batch_gpu), real_c.split(batch_gpu), strict=True):
+                results.append(loss.d_r1(real_chunk, c_chunk, gain, float(phase.interval), cur_nimg))
+        for result in results:
+            stats.add(result.stats)
+        self.step_optimizer(
+            phase.name, phase.module, phase.opt, [r.step for r in results if r.step is not None]
+        )

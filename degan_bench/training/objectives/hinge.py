@@ -1,0 +1,170 @@
+"""The BigGAN objective (``loss.kind: hinge``), as BigGAN-PyTorch / DiffAugment-biggan-cifar train it.
+
+One minibatch is one BigGAN *iteration* (``train_fns.GAN_training_function``):
+
+1. ``loss.d_steps`` D steps (CIFAR: 4). Each takes its own ``training.batch`` reals, draws fresh
+   ``z`` and uniform class labels, and runs D once on the concatenation ``[G(z); x]`` after the
+   method's augmentation (``BigGAN.py G_D.forward``: DiffAugment is applied to the concatenated
+   batch). ``L_D = mean(relu(1 - D(T(x)))) + mean(relu(1 + D(T(G(z)))))`` (``losses.py``).
+2. One G step: ``L_G = -mean(D(T(G(z))))`` on fresh ``z``, labels.
+3. G_ema: ``target * decay + source * (1 - decay)`` over the whole state (buffers included), copying G
+   before iteration ``training.ema_start_step`` (``utils.ema``; the iteration counter is 1-based).
+
+G stays in training mode throughout (its batch-norm statistics move in the D steps too, as officially).
+An iteration consumes ``d_steps x batch`` reals, which is how the loop counts kimg.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from degan_bench.errors import RecipeError
+from degan_bench.methods.base import DStep, GStep
+from degan_bench.training.ema import fixed_decay, update_ema_state
+from degan_bench.training.objectives import register_objective
+from degan_bench.training.objectives.base import (
+    MinibatchInfo,
+    Objective,
+    ObjectiveContext,
+    RealSource,
+    uniform_label_sampler,
+)
+from degan_bench.training.stats import StatsCollector
+
+
+def hinge_d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss on reals, loss on fakes) of BigGAN's ``loss_hinge_dis``."""
+    return F.relu(1.0 - real_logits.float()).mean(), F.relu(1.0 + fake_logits.float()).mean()
+
+
+def hinge_g_loss(fake_logits: torch.Tensor) -> torch.Tensor:
+    return -fake_logits.float().mean()
+
+
+@register_objective
+class HingeObjective(Objective):
+    kind = "hinge"
+    summary = "BigGAN: hinge loss, k D steps per G step, G_ema with a fixed decay from a start iteration"
+
+    def __init__(self, ctx: ObjectiveContext) -> None:
+        super().__init__(ctx)
+        recipe = ctx.recipe
+        self.lcfg, self.tcfg = recipe.loss, recipe.training
+        if self.tcfg.ema_decay is None:
+            raise RecipeError(
+                "loss.kind=hinge updates G_ema with a constant decay per G step; training.ema_decay is unset",
+                fix="set training.ema_decay (BigGAN: 0.9999) and training.ema_start_step (BigGAN: 1000)",
+            )
+        if self.lcfg.r1_gamma > 0 or self.lcfg.pl_weight > 0:
+            raise RecipeError(
+                "loss.kind=hinge (BigGAN) has no R1 or path length; loss.r1_gamma / loss.pl_weight is set",
+                fix="set loss.r1_gamma=0 and loss.pl_weight=0 (or use loss.kind=ns_r1)",
+            )
+        tcfg = self.tcfg
+        self.opt_G = torch.optim.Adam(ctx.G.parameters(), lr=tcfg.g_lr, betas=tuple(tcfg.betas), eps=tcfg.eps)
+        self.opt_D = torch.optim.Adam(ctx.D.parameters(), lr=tcfg.d_lr, betas=tuple(tcfg.betas), eps=tcfg.eps)
+        self.draw_c = uniform_label_sampler(getattr(ctx.G, "c_dim", 0), ctx.device)
+        self.scale = ctx.scaler.scale if ctx.scaler is not None else (lambda loss: loss)
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"G": self.opt_G, "D": self.opt_D}
+
+    def reals_per_minibatch(self) -> int:
+        return self.tcfg.batch * self.lcfg.d_steps
+
+    def _run_D(self, images: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        if self.ctx.method.needs_d_features:
+            return self.ctx.D(images, c, return_features=True)
+        return self.ctx.D(images, c), None
+
+    def train_minibatch(self, next_reals: RealSource, info: MinibatchInfo, stats: StatsCollector) -> int:
+        ctx, method = self.ctx, self.ctx.method
+        G, D = ctx.G, ctx.D
+        n, gain = ctx.batch_gpu, 1.0 / ctx.rounds
+        # -- D steps ---------------------------------------------------------------------------------
+        G.requires_grad_(False)
+        D.requires_grad_(True)
+        for step_index in range(self.lcfg.d_steps):
+            self.opt_D.zero_grad(set_to_none=True)
+            reals, labels = next_reals()
+            real_c = self.one_hot(labels, len(reals))
+            steps: list[GStep | DStep] = []
+            for real_chunk, c_chunk in zip(reals.split(n), real_c.split(n), strict=True):
+                steps.append(self._d_round(real_chunk, c_chunk, step_index, gain, info.cur_nimg, stats))
+            self.step_optimizer("D", D, self.opt_D, steps)
+        # -- G step ----------------------------------------------------------------------------------
+        G.requires_grad_(True)
+        D.requires_grad_(False)
+        self.opt_G.zero_grad(set_to_none=True)
+        g_steps: list[GStep | DStep] = []
+        for _ in range(ctx.rounds):
+            z = torch.randn(n, G.z_dim, device=ctx.device)
+            c = self.draw_c(n)
+            with ctx.autocast():
+                fakes = G(z, c)
+                fakes_aug = method.augment(fakes)
+                logits, features = self._run_D(fakes_aug, c)
+                loss = hinge_g_loss(logits)
+            step = GStep(z=z, c=c, fakes=fakes, fakes_aug=fakes_aug, fake_logits=logits,
+                         fake_features=features, G=G, D=D, cur_nimg=info.cur_nimg)  # fmt: skip
+            terms = method.g_loss_terms(step)
+            total = loss + sum(terms.values(), torch.zeros([], device=loss.device))
+            self.scale(total.mul(gain)).backward()
+            stats.add({"Loss/G/loss": loss.detach(), "Scores/fake": logits.detach().float().mean()})
+            stats.add({f"Loss/G/{name}": value.detach() for name, value in terms.items()})
+            g_steps.append(step)
+        self.step_optimizer("G", G, self.opt_G, g_steps)
+        iteration = info.batch_idx + 1  # BigGAN's state_dict['itr'] is incremented before the step
+        update_ema_state(ctx.G_ema, G, fixed_decay(iteration, self.tcfg.ema_decay, self.tcfg.ema_start_step))
+        return self.reals_per_minibatch()
+
+    def _d_round(
+        self,
+        reals: torch.Tensor,
+        real_c: torch.Tensor,
+        step_index: int,
+        gain: float,
+        cur_nimg: int,
+        stats: StatsCollector,
+    ) -> DStep:
+        ctx, method = self.ctx, self.ctx.method
+        n = len(reals)
+        z = torch.randn(n, ctx.G.z_dim, device=ctx.device)
+        c = self.draw_c(n)
+        with torch.no_grad(), ctx.autocast():
+            fakes = ctx.G(z, c)
+        with ctx.autocast():
+            augmented = method.augment(torch.cat([fakes, reals]))
+            fakes_aug, reals_aug = augmented.split([n, n])
+            if method.needs_d_input_grad:
+                # Leaves that D consumes as they are, so grad_x D(x) can be taken per half (DigGAN).
+                fakes_aug = fakes_aug.detach().requires_grad_(True)
+                reals_aug = reals_aug.detach().requires_grad_(True)
+                augmented = torch.cat([fakes_aug, reals_aug])
+            logits, features = self._run_D(augmented, torch.cat([c, real_c]))
+            fake_logits, real_logits = logits.split([n, n])
+            fake_features, real_features = features.split([n, n]) if features is not None else (None, None)
+            loss_real, loss_fake = hinge_d_loss(real_logits, fake_logits)
+        step = DStep(
+            reals=reals, reals_aug=reals_aug, real_logits=real_logits, real_features=real_features,
+            G=ctx.G, D=ctx.D, cur_nimg=cur_nimg, phase="main", z=z, c=c, real_c=real_c, fakes=fakes,
+            fakes_aug=fakes_aug, fake_logits=fake_logits, fake_features=fake_features,
+            d_step_index=step_index,
+        )  # fmt: skip
+        terms = method.d_loss_terms(step)
+        total = loss_real + loss_fake + sum(terms.values(), torch.zeros([], device=loss_real.device))
+        self.scale(total.mul(gain)).backward()
+        stats.add(
+            {
+                "Loss/D/loss": (loss_real + loss_fake).detach(),
+                "Loss/D/real": loss_real.detach(),
+                "Loss/D/fake": loss_fake.detach(),
+                "Scores/real": real_logits.detach().float().mean(),
+                "Scores/fake_d": fake_logits.detach().float().mean(),
+            }
+        )
+        stats.add({f"Loss/D/{name}": value.detach() for name, value in terms.items()})
+        return step

@@ -1,0 +1,156 @@
+"""Everything a checkpoint holds, gathered in one object with ``state_dict()`` / ``load_state_dict()``.
+
+Shared state (written once, by rank 0): the recipe and seed, progress counters, G, D, G_ema, the two
+optimizers, the fp16 scaler, the method's modules/optimizers/state and the data sampler position.
+Per-process state (one entry per rank, gathered at checkpoint time): the random streams, the
+objective's own state (StyleGAN2's path-length mean) and the running statistics of an unfinished tick.
+Restoring all of it makes N + M minibatches with a stop in between equal N + M straight.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from torch import nn
+
+from degan_bench.core import checkpoint as ckpt
+from degan_bench.errors import ResumeError
+from degan_bench.methods.base import Method
+from degan_bench.recipes.loader import ResolvedRecipe
+from degan_bench.training.objectives import Objective
+from degan_bench.training.sampler import RealImageSampler
+from degan_bench.training.stats import StatsCollector
+
+
+@dataclass
+class Progress:
+    cur_nimg: int = 0
+    cur_tick: int = 0
+    batch_idx: int = 0
+    tick_start_nimg: int = 0
+    last_eval_nimg: int = 0
+    best: dict[str, Any] | None = None  # {"protocol", "value", "kimg", "cur_nimg", "split"}
+    train_seconds: float = 0.0  # wall time spent training (all sessions), excluding evaluation
+    # A stop in the middle of a tick: the tick's training seconds so far, carried into the resumed
+    # session so tick boundaries (and with them snapshot and evaluation points) do not move.
+    partial_tick_seconds: float = 0.0
+
+
+class TrainingState:
+    def __init__(
+        self,
+        resolved: ResolvedRecipe,
+        seed: int,
+        *,
+        G: nn.Module,
+        D: nn.Module,
+        G_ema: nn.Module,
+        objective: Objective,
+        method: Method,
+        sampler: RealImageSampler,
+        stats: StatsCollector,
+        scaler: Any = None,
+    ) -> None:
+        self.resolved, self.seed = resolved, seed
+        self.G, self.D, self.G_ema = G, D, G_ema
+        self.objective, self.method, self.sampler = objective, method, sampler
+        self.stats, self.scaler = stats, scaler
+        self.progress = Progress()
+
+    # -- per process ---------------------------------------------------------------------------------
+    def process_state(self, *, tick_ended: bool) -> dict[str, Any]:
+        return {
+            "rng": ckpt.capture_rng_state(),
+            "objective": self.objective.state_dict(),
+            "tick_stats": None if tick_ended else self.stats.state_dict(),
+        }
+
+    # -- whole checkpoint ----------------------------------------------------------------------------
+    def state_dict(self, per_process: list[dict[str, Any]], *, tick_ended: bool) -> dict[str, Any]:
+        """The checkpoint payload. Written at the end of a tick, the next tick starts at ``cur_nimg``;
+        written inside one (a stop mid-tick), the tick in progress is saved as it is."""
+        prog = self.progress
+        optimizers = self.objective.optimizers()
+        method = self.method
+        progress = asdict(prog)
+        progress.pop("best")
+        if tick_ended:
+            progress.update(
+                cur_tick=prog.cur_tick + 1, tick_start_nimg=prog.cur_nimg, partial_tick_seconds=0.0
+            )
+        return {
+            "recipe": self.resolved.data,
+            "recipe_hash": self.resolved.hash,
+            "seed": self.seed,
+            "objective_kind": self.objective.kind,
+            "progress": progress,
+            "cur_nimg": prog.cur_nimg,
+            "best": prog.best,
+            "G": self.G.state_dict(),
+            "D": self.D.state_dict(),
+            "G_ema": self.G_ema.state_dict(),
+            "opt_G": optimizers["G"].state_dict(),
+            "opt_D": optimizers["D"].state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "method": {
+                "name": method.name,
+                "modules": {k: m.state_dict() for k, m in method.modules().items()},
+                "optimizers": {k: o.state_dict() for k, o in method.optimizers().items()},
+                "state": method.state_dict(),
+            },
+            "sampler": self.sampler.state_dict(),
+            # one entry per process, by rank
+            "objective": [state["objective"] for state in per_process],
+            "rng": [state["rng"] for state in per_process],
+            "tick_stats": [state["tick_stats"] for state in per_process],
+        }
+
+    def load_state_dict(self, payload: dict[str, Any], *, rank: int, world_size: int) -> None:
+        self.G.load_state_dict(payload["G"])
+        self.D.load_state_dict(payload["D"])
+        self.G_ema.load_state_dict(payload["G_ema"])
+        optimizers = self.objective.optimizers()
+        optimizers["G"].load_state_dict(payload["opt_G"])
+        optimizers["D"].load_state_dict(payload["opt_D"])
+        if self.scaler is not None and payload.get("scaler"):
+            self.scaler.load_state_dict(payload["scaler"])
+        saved = payload["method"]
+        if saved["name"] != self.method.name:
+            raise ResumeError(
+                f"the checkpoint holds method {saved['name']!r}, the recipe says {self.method.name!r}",
+                fix="resume with the run's own recipe",
+            )
+        for name, module in self.method.modules().items():
+            module.load_state_dict(saved["modules"][name])
+        for name, opt in self.method.optimizers().items():
+            opt.load_state_dict(saved["optimizers"][name])
+        self.method.load_state_dict(saved["state"])
+        self.sampler.load_state_dict(payload["sampler"])
+        p = payload["progress"]
+        prog = self.progress
+        prog.cur_nimg, prog.cur_tick, prog.batch_idx = p["cur_nimg"], p["cur_tick"], p["batch_idx"]
+        prog.tick_start_nimg, prog.last_eval_nimg = p["tick_start_nimg"], p["last_eval_nimg"]
+        prog.train_seconds = p["train_seconds"]
+        prog.partial_tick_seconds = p.get("partial_tick_seconds", 0.0)
+        prog.best = payload.get("best")
+        states = payload["rng"]
+        if len(states) != world_size:
+            raise ResumeError(
+                f"the checkpoint was written by {len(states)} processes, this run has {world_size}: "
+                "the random streams cannot be continued exactly",
+                fix=f"resume with {len(states)} processes",
+            )
+        ckpt.restore_rng_state(states[rank])
+        self.objective.load_state_dict(_objective_states(payload)[rank])
+        tick_stats = (payload.get("tick_stats") or [None] * world_size)[rank]
+        if tick_stats:
+            device = next(self.G.parameters()).device
+            self.stats.load_state_dict(tick_stats, device)
+
+
+def _objective_states(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    if "objective" in payload:
+        return payload["objective"]
+    # checkpoints written before objectives existed kept the path-length means under "loss"
+    return [{"pl_mean": mean} for mean in payload["loss"]["pl_mean"]]
