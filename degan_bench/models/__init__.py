@@ -89,3 +89,12 @@ def _load_builtin() -> None:
         return build(cfg, resolution)
 
     register_model_family(ModelFamily("biggan", biggan_config.BigGANConfig, build_biggan))
+
+    from degan_bench.models.sngan import config as sngan_config
+
+    def build_sngan(cfg: Any, resolution: int) -> tuple[nn.Module, nn.Module]:
+        from degan_bench.models.sngan.networks import build
+
+        return build(cfg, resolution)
+
+    register_model_family(ModelFamily("sngan", sngan_config.SNGANConfig, build_sngan))
