@@ -7,6 +7,12 @@ Networks follow a small contract the training loop and methods rely on:
   ``G.synthesis(ws, noise_mode=...) -> images``, ``G.num_ws``.
 - ``D(images, c, return_features=False) -> logits [N, 1]`` or ``(logits, features [N, F])``, where the
   features are D's pooled trunk output before the final epilogue (used by contrastive methods).
+
+The 32 px CIFAR families (``biggan``, ``sngan``) have no mapping network: ``G(z, c)`` accepts
+``noise_mode`` and only ``truncation_psi=1``. For feature-level augmentation they split both nets:
+``G.stem(z, c) -> (h, cond)`` (the z -> 4x4 linear's output and the per-block conditioning) with
+``G(z, c) == G.body(h, cond)``, and ``D.trunk(images) -> features`` with
+``D(images, c) == D.head(features, c)`` (projection term included). ``c`` is one-hot ``[N, c_dim]``.
 """
 
 from __future__ import annotations
@@ -74,3 +80,21 @@ def _load_builtin() -> None:
         return build(cfg, resolution)
 
     register_model_family(ModelFamily("stylegan2", sg2_config.StyleGAN2Config, build_stylegan2))
+
+    from degan_bench.models.biggan import config as biggan_config
+
+    def build_biggan(cfg: Any, resolution: int) -> tuple[nn.Module, nn.Module]:
+        from degan_bench.models.biggan.networks import build
+
+        return build(cfg, resolution)
+
+    register_model_family(ModelFamily("biggan", biggan_config.BigGANConfig, build_biggan))
+
+    from degan_bench.models.sngan import config as sngan_config
+
+    def build_sngan(cfg: Any, resolution: int) -> tuple[nn.Module, nn.Module]:
+        from degan_bench.models.sngan.networks import build
+
+        return build(cfg, resolution)
+
+    register_model_family(ModelFamily("sngan", sngan_config.SNGANConfig, build_sngan))
