@@ -35,7 +35,7 @@ def assert_trunk_head_is_forward(D: nn.Module, x: torch.Tensor, c: torch.Tensor 
         trunk = D.trunk(x)
         assert torch.equal(features, trunk)
         assert torch.equal(logits, D.head(trunk, c))
-        assert logits.shape == (len(x), 1) and features.shape == (len(x), D.num_features)
+        assert logits.shape == (len(x), 1) and features.shape == (len(x), D.feature_dim)
 
 
 def assert_sn_normalizes(net: nn.Module, iterations: int = 100) -> None:

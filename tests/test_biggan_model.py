@@ -79,7 +79,7 @@ def test_parameter_counts_match_the_official_networks(name: str, classes: int) -
 def test_preset_layouts() -> None:
     assert PRESETS["diffaugment_cifar"] == BigGANConfig()  # the defaults are the DiffAugment scripts'
     G, D = full_size("diffaugment_cifar", 10)
-    assert G.shared is None and G.linear.in_features == 128 and G.channels == 256 and D.num_features == 256
+    assert G.shared is None and G.linear.in_features == 128 and G.channels == 256 and D.feature_dim == 256
     assert isinstance(G.blocks[0].bn1.gain, torch.nn.Embedding)  # per-BN class embeddings, no SN
     assert not any(type(m).__name__ == "SelfAttention" for m in (*G.modules(), *D.modules()))
     assert all(m.sn_style == "biggan" and m.sn_eps == 1e-8 for m in sn_modules(G) + sn_modules(D))
@@ -88,7 +88,7 @@ def test_preset_layouts() -> None:
     assert isinstance(G.blocks[0].bn1.gain, SNLinear) and G.blocks[0].bn1.gain.in_features == 148
     assert [type(b).__name__ for b in G.blocks] == ["GBlock", "GBlock", "SelfAttention", "GBlock"]
     assert [type(b).__name__ for b in D.blocks] == ["DBlock", "SelfAttention", "DBlock", "DBlock", "DBlock"]
-    assert G.channels == 384 and D.num_features == 192 and isinstance(D.embed, SNEmbedding)
+    assert G.channels == 384 and D.feature_dim == 192 and isinstance(D.embed, SNEmbedding)
     assert all(m.sn_style == "torch" and m.sn_eps == 1e-6 for m in sn_modules(G) + sn_modules(D))
 
 
@@ -133,7 +133,7 @@ def test_shapes_and_range(tiny: tuple[str, BigGANConfig]) -> None:
         img = G(z, c, truncation_psi=1.0, noise_mode="const")
         assert img.shape == (N, 3, 32, 32) and img.abs().max() <= 1 and img.std() > 0
     logits, features = D(img, c, return_features=True)
-    assert logits.shape == (N, 1) and features.shape == (N, D.num_features)
+    assert logits.shape == (N, 1) and features.shape == (N, D.feature_dim)
     assert D(img, c).shape == (N, 1)
     with pytest.raises(ValueError, match="truncation_psi"):
         G(z, c, truncation_psi=0.7)
@@ -281,3 +281,21 @@ def test_registry_parses_and_builds() -> None:
     with pytest.raises(RecipeError, match=r"did you mean 'model\.g_ch'"):
         parse_model_config({"arch": "biggan", "g_chh": 8})
     assert dataclasses.replace(PRESETS["studiogan_cifar"], c_dim=100) == preset("studiogan_cifar", c_dim=100)
+
+
+def test_sn_layers_accept_torch_pruning_masks() -> None:
+    # The lottery-ticket IMP masks G's conv weights with torch.nn.utils.prune; SN must see the masked weight.
+    from torch.nn.utils import prune
+
+    cfg = TINY["studiogan_cifar"]
+    G, _ = build(cfg, 32)
+    G.eval()
+    z, c = inputs(cfg)
+    conv = G.blocks[0].conv1
+    mask = (torch.rand_like(conv.weight) > 0.5).float()
+    before = G(z, c)
+    prune.custom_from_mask(conv, "weight", mask)
+    assert torch.equal(conv.weight, conv.weight_orig * mask)
+    assert not torch.allclose(G(z, c), before)
+    with torch.no_grad():
+        assert torch.equal(conv.sn_weight() == 0, (mask == 0) | (conv.weight_orig == 0))

@@ -32,7 +32,7 @@ N = 4
 def test_parameter_counts_match_the_official_networks() -> None:
     G, D = build_models(SNGANConfig(), 32)
     assert (count(G), count(D)) == OFFICIAL_COUNTS
-    assert G.linear.in_features == 128 and G.channels == 256 and D.num_features == 128
+    assert G.linear.in_features == 128 and G.channels == 256 and D.feature_dim == 128
 
 
 def test_spectral_norm_in_d_only_and_init() -> None:

@@ -152,7 +152,7 @@ class Discriminator(nn.Module):
         self.blocks = nn.Sequential(*blocks)
         self.linear = layers.linear(ch, 1)
         self.embed = layers.embedding(cfg.c_dim, ch)
-        self.num_features = ch
+        self.feature_dim = ch
         init_weights(self, cfg.init, cfg.zero_bias_init)
 
     def trunk(self, images: torch.Tensor) -> torch.Tensor:

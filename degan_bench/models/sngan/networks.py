@@ -151,7 +151,7 @@ class Discriminator(nn.Module):
             DBlock(ch, ch, conv, first=False, downsample=False),
             DBlock(ch, ch, conv, first=False, downsample=False),
         )
-        self.num_features = ch
+        self.feature_dim = ch
         _init(self, cfg.init)
 
     def trunk(self, images: torch.Tensor) -> torch.Tensor:
