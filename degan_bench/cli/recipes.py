@@ -16,7 +16,7 @@ from degan_bench.recipes.loader import list_recipes, resolve_file, resolve_recip
 from degan_bench.recipes.schema import PRESETS
 
 recipes_app = typer.Typer(
-    help="Inspect recipes: one YAML per paper-table cell (recipes/<method>/<dataset>.yaml).",
+    help="Inspect recipes: one YAML per paper-table cell (recipes/<method>/[<backbone>/]<dataset>.yaml).",
     no_args_is_help=True,
 )
 app.add_typer(recipes_app, name="recipes")
@@ -31,19 +31,22 @@ def list_command(
 ) -> None:
     """List every recipe with its paper table cell and evaluation protocol."""
     table = Table(title="recipes", show_lines=False)
-    for column in ("method", "dataset", "kimg", "protocol", "table cell"):
+    for column in ("method", "dataset", "backbone", "kimg", "protocol", "table cell"):
         table.add_column(column)
-    for m, dataset, path in list_recipes():
-        if method is not None and m != method:
+    for entry in list_recipes():
+        if method is not None and entry.method != method:
             continue
         try:
-            resolved = resolve_file(path)
+            resolved = resolve_file(entry.path)
         except DeganError as err:
-            table.add_row(m, dataset, "-", "-", f"[red]invalid: {err}[/]")
+            table.add_row(entry.method, entry.dataset, entry.backbone, "-", "-", f"[red]invalid: {err}[/]")
             continue
         recipe = resolved.recipe
         cell = recipe.provenance.table if recipe.provenance else f"({recipe.purpose})"
-        table.add_row(m, dataset, f"{recipe.training.kimg:g}", ", ".join(recipe.evaluation.protocols), cell)
+        protocols = ", ".join(recipe.evaluation.protocols)
+        table.add_row(
+            entry.method, entry.dataset, entry.backbone, f"{recipe.training.kimg:g}", protocols, cell
+        )
     console.print(table)
 
 
@@ -55,27 +58,37 @@ def show_command(
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="Override KEY.PATH=VALUE (repeatable).")
     ] = None,
+    backbone: Annotated[
+        str | None, typer.Option(help="stylegan2 | biggan (default: the dataset's, or a baseline's own).")
+    ] = None,
 ) -> None:
     """Print the fully resolved recipe (extends + preset + --set) and its hash."""
-    resolved = resolve_recipe(method, dataset, preset, set_ or [])
+    resolved = resolve_recipe(method, dataset, preset, set_ or [], backbone=backbone)
     console.print(f"# {resolved.source}  preset={preset}  hash={resolved.hash}", highlight=False)
     console.print(Syntax(resolved.to_yaml(), "yaml", background_color="default"))
 
 
 def support_table_markdown() -> str:
     """Methods x datasets Markdown table generated from the recipe files."""
-    cells: dict[str, dict[str, str]] = defaultdict(dict)
+    from degan_bench.data.registry import dataset_names, get_dataset_spec
+    from degan_bench.methods import KNOWN_METHODS
+
+    cells: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     datasets: list[str] = []
-    for method, dataset, path in list_recipes():
-        resolved = resolve_file(path)
+    for entry in list_recipes():
+        resolved = resolve_file(entry.path)
         if resolved.recipe.purpose != "paper":
             continue
         protocol = resolved.recipe.evaluation.protocols[0] if resolved.recipe.evaluation.protocols else "?"
-        cells[method][dataset] = protocol
-        if dataset not in datasets:
-            datasets.append(dataset)
-    from degan_bench.data.registry import dataset_names
-    from degan_bench.methods import KNOWN_METHODS
+        # the backbone is named where it is not the dataset's default
+        tag = (
+            ""
+            if entry.backbone == get_dataset_spec(entry.dataset).default_backbone
+            else f" ({entry.backbone})"
+        )
+        cells[entry.method][entry.dataset].append(f"`{protocol}`{tag}")
+        if entry.dataset not in datasets:
+            datasets.append(entry.dataset)
 
     methods = sorted(
         cells, key=lambda m: (KNOWN_METHODS.index(m) if m in KNOWN_METHODS else len(KNOWN_METHODS), m)
@@ -84,8 +97,8 @@ def support_table_markdown() -> str:
     datasets.sort(key=lambda d: (order.get(d, len(order)), d))
     lines = ["| dataset | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
     for dataset in datasets:
-        row = [cells[m].get(dataset, "") for m in methods]
-        lines.append(f"| {dataset} | " + " | ".join(f"`{c}`" if c else "" for c in row) + " |")
+        row = [", ".join(cells[m].get(dataset, [])) for m in methods]
+        lines.append(f"| {dataset} | " + " | ".join(row) + " |")
     return "\n".join(lines)
 
 

@@ -63,6 +63,13 @@ def run(
             "--no-eval", help="Skip metric evaluation (fill in later with `degan-bench eval RUN_DIR`)."
         ),
     ] = False,
+    backbone: Annotated[
+        str | None,
+        typer.Option(
+            help="stylegan2 | biggan: the backbone of the cell (default: the dataset's, e.g. biggan for "
+            "CIFAR, or a baseline's own)."
+        ),
+    ] = None,
 ) -> None:
     """Train METHOD on DATASET with its recipe, evaluate under the recipe's protocols, and record the run.
 
@@ -70,7 +77,7 @@ def run(
     """
     from degan_bench.training.runner import default_run_name
 
-    resolved = resolve_recipe(method, dataset, preset, set_ or [])
+    resolved = resolve_recipe(method, dataset, preset, set_ or [], backbone=backbone)
     if dry_run:
         from degan_bench.paths import runs_dir
 
@@ -79,7 +86,8 @@ def run(
         console.print(Syntax(resolved.to_yaml(), "yaml", background_color="default"))
         recipe = resolved.recipe
         console.print(
-            f"run directory: {target}\nseed: {seed}\ntraining: {recipe.training.kimg:g} kimg at "
+            f"run directory: {target}\nseed: {seed}\nbackbone: {resolved.model.arch} ({recipe.loss.kind})\n"
+            f"training: {recipe.training.kimg:g} kimg at "
             f"{recipe.data.resolution}px, batch {recipe.training.batch}\nevaluation: "
             f"{', '.join(recipe.evaluation.protocols) or 'none'}\n(dry run: nothing was written)",
             highlight=False,

@@ -287,6 +287,13 @@ def resolve_dict(data: dict[str, Any], source: str = "recipe.yaml") -> ResolvedR
     return _validate(data, source)
 
 
+def expected_recipe_path(method: str, dataset: str, root: Path, backbone: str) -> Path:
+    """Where the recipe of a cell lives (whether or not it exists)."""
+    if backbone == default_backbone(method, dataset):
+        return root / method / f"{dataset}.yaml"
+    return root / method / backbone / f"{dataset}.yaml"
+
+
 def recipe_path(method: str, dataset: str, root: Path | None = None, backbone: str | None = None) -> Path:
     """``recipes/<method>/<dataset>.yaml`` for the default backbone (see :func:`default_backbone`),
     ``recipes/<method>/<backbone>/<dataset>.yaml`` for another one."""
@@ -294,13 +301,8 @@ def recipe_path(method: str, dataset: str, root: Path | None = None, backbone: s
     if not (root / method).is_dir() or method.startswith("_"):
         get_method(method)  # unknown method -> did-you-mean error
         raise RecipeError(f"no recipes for method {method!r} yet", fix="see `degan-bench recipes list`")
-    default = default_backbone(method, dataset)
-    backbone = backbone or default
-    path = (
-        root / method / f"{dataset}.yaml"
-        if backbone == default
-        else root / method / backbone / f"{dataset}.yaml"
-    )
+    backbone = backbone or default_backbone(method, dataset)
+    path = expected_recipe_path(method, dataset, root, backbone)
     if path.exists():
         return path
     others = [e.backbone for e in list_recipes(root) if (e.method, e.dataset) == (method, dataset)]

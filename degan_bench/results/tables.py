@@ -37,7 +37,7 @@ import pandas as pd
 from degan_bench.errors import DeganError, MethodError, RecipeError
 from degan_bench.metrics.protocols import get_protocol
 from degan_bench.paths import recipes_dir
-from degan_bench.recipes.loader import ResolvedRecipe, read_yaml, resolve_recipe
+from degan_bench.recipes.loader import ResolvedRecipe, expected_recipe_path, read_yaml, resolve_recipe
 from degan_bench.recipes.schema import PRESETS
 from degan_bench.results import reported as rep
 from degan_bench.results.store import StoredRun, pick_record
@@ -229,23 +229,18 @@ def resolve_cell(
     if method not in KNOWN_METHODS or dataset not in dataset_names():
         return CellRecipe("reference", "reported only: not a degan-bench method/dataset")
     root = root or recipes_dir()
-    path = root / method / f"{dataset}.yaml"
+    path = expected_recipe_path(method, dataset, root, table.backbone)
+    where = f"recipes/{path.relative_to(root)}"
     if not path.exists():
-        return CellRecipe("no recipe yet", f"recipes/{method}/{dataset}.yaml does not exist yet")
+        return CellRecipe("no recipe yet", f"{where} does not exist yet")
     try:
-        resolved = resolve_recipe(method, dataset, preset, table.set, root=root)
+        resolved = resolve_recipe(method, dataset, preset, table.set, root=root, backbone=table.backbone)
     except MethodError as err:
         return CellRecipe("not implemented", str(err))
     except RecipeError as err:
         if f"has no '{preset}' preset" in str(err):
-            return CellRecipe("no recipe yet", f"recipes/{method}/{dataset}.yaml has no {preset} preset")
+            return CellRecipe("no recipe yet", f"{where} has no {preset} preset")
         return CellRecipe("invalid recipe", str(err))
-    arch = resolved.data.get("model", {}).get("arch")
-    if arch != table.backbone:
-        return CellRecipe(
-            "no recipe yet",
-            f"recipes/{method}/{dataset}.yaml is a {arch} recipe, this table is {table.backbone}",
-        )
     return CellRecipe("ok", resolved=resolved)
 
 
