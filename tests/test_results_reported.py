@@ -41,7 +41,7 @@ def test_committed_numbers_that_were_checked_against_the_readmes() -> None:
         == 22.40
     )
     assert value(table="README FFHQ/LSUN-Cat", method="stylegan2", dataset="ffhq-1k") == 62.16
-    # the July-2020 FFHQ baselines, checked against the README history (introduced @7df0942, replaced @fa2ad3e)
+    # the July-2020 FFHQ baselines, checked in the README history (introduced @7df0942, replaced @fa2ad3e)
     july = frame[frame["table"] == "README FFHQ (July 2020)"].set_index("dataset")["value"].to_dict()
     assert july == {"ffhq-10k": 14.80, "ffhq-5k": 26.51, "ffhq-1k": 62.25}
     assert set(frame[frame["table"] == "README FFHQ (July 2020)"]["verification"]) == {"readme"}
@@ -54,7 +54,9 @@ def test_committed_numbers_that_were_checked_against_the_readmes() -> None:
     assert set(baseline["quotes"]) == {"diffaugment@v1"} and 89.18 in set(baseline["value"])
     # GenCo's row mixes variants; each cell says which one it is
     genco = frame[frame["paper"] == "genco"].set_index("dataset")["row"]
-    assert genco["animalface-dog"] == "GenCo (ADA-based)" and genco["obama-100"] == "GenCo (DiffAugment-based)"
+    assert (
+        genco["animalface-dog"] == "GenCo (ADA-based)" and genco["obama-100"] == "GenCo (DiffAugment-based)"
+    )
     fakeclr = frame[frame["paper"] == "fakeclr"]
     assert set(fakeclr[fakeclr["method"] == "fakeclr"]["protocol"]) == {rep.UNKNOWN_PROTOCOL}
     biggan = frame[frame["table"] == "README CIFAR (BigGAN)"]

@@ -392,20 +392,23 @@ def _same_row(a: dict[str, Any], b: dict[str, Any]) -> bool:
 def conflicts(reported: pd.DataFrame) -> list[Conflict]:
     """Every quoting row whose value differs from the row it quotes (same method, dataset and metric
     in the quoted paper and version). A quote of a number we do not hold is not a conflict."""
+    quoting = reported[reported["quotes"] != ""]
+    quoted = quoting["quotes"].str.extract(_QUOTES.pattern)  # validated on load
+    keys = pd.DataFrame(
+        {
+            "copy": quoting.index,
+            "paper": quoted["paper"].to_numpy(),
+            "arxiv_version": quoted["version"].fillna("").to_numpy(),
+            **{k: quoting[k].to_numpy() for k in ("method", "dataset", "metric")},
+        }
+    )
+    originals = reported.reset_index(names="original")
+    pairs = keys.merge(originals, on=["paper", "arxiv_version", "method", "dataset", "metric"])
     found = []
-    for _, row in reported[reported["quotes"] != ""].iterrows():
-        match = _QUOTES.match(row["quotes"])
-        assert match is not None  # validated on load
-        originals = reported[
-            (reported["paper"] == match["paper"])
-            & (reported["arxiv_version"] == (match["version"] or ""))
-            & (reported["method"] == row["method"])
-            & (reported["dataset"] == row["dataset"])
-            & (reported["metric"] == row["metric"])
-        ]
-        for _, original in originals.iterrows():
-            if not math.isclose(float(original["value"]), float(row["value"]), abs_tol=1e-9):
-                found.append(Conflict(row.to_dict(), original.to_dict()))
+    for copy, original in zip(pairs["copy"], pairs["original"], strict=True):
+        a, b = reported.loc[copy].to_dict(), reported.loc[original].to_dict()
+        if not math.isclose(float(a["value"]), float(b["value"]), abs_tol=1e-9):
+            found.append(Conflict(a, b))
     return found
 
 
