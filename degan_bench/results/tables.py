@@ -587,7 +587,7 @@ def build_table(
                     cell["flags"] = _flags(cell, options.checkpoint)
                     cell_rows.append(cell)
     cells = pd.DataFrame(cell_rows)
-    _mark_sections(cells, table)
+    _mark_sections(cells)
     _mark_best(cells)
     cells = cells.reindex(columns=[*CELL_COLUMNS, "selected_splits", "metric"])
     return TableResult(
@@ -672,7 +672,7 @@ def section_of(protocols: set[str], table_protocol: str) -> tuple[str, str]:
     return ("ours" if protocol == table_protocol else "other"), protocol
 
 
-def _mark_sections(cells: pd.DataFrame, table: TableDef) -> None:
+def _mark_sections(cells: pd.DataFrame) -> None:
     """``section`` (kind, protocol, row group) of every cell's row and ``rank_group`` of every reported
     number that may be ranked: its sub-table, column, stated protocol and row group."""
     cells["section"] = None
@@ -680,13 +680,14 @@ def _mark_sections(cells: pd.DataFrame, table: TableDef) -> None:
     if cells.empty:
         return
     main = cells[~cells["variant"]]
-    for (protocol, label), group in main.groupby(["protocol", "row"], sort=False):
+    for (protocol, method, label), group in main.groupby(["protocol", "method", "row"], sort=False):
         stated = {
             str(p) for p, v in zip(group["reported_protocol"], group["reported"], strict=True) if pd.notna(v)
         }
         kind, shown = section_of(stated, protocol)
         row_group = group["row_group"].iloc[0] or ""
-        index = cells[(cells["protocol"] == protocol) & (cells["row"] == label)].index
+        rows = (cells["protocol"] == protocol) & (cells["method"] == method) & (cells["row"] == label)
+        index = cells[rows].index
         cells.loc[index, "section"] = pd.Series([(kind, shown, row_group)] * len(index), index=index)
     rankable = (
         ~cells["variant"]
