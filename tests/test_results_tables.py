@@ -241,17 +241,10 @@ def test_plots_are_written(store: dict[str, Any]) -> None:
 
     run_dir = store["runs"] / "panda-s0"
     Image.new("RGB", (64, 32), (200, 30, 30)).save(run_dir / "fakes_000000.png")
-    for tick in range(3):
-        (run_dir / "stats.jsonl").open("a").write(
-            json.dumps(
-                {
-                    "tick": tick,
-                    "kimg": 0.016 * (tick + 1),
-                    "losses": {"Loss/G/loss": 1.0 - tick / 10, "Loss/D/loss": 1.2},
-                }
-            )
-            + "\n"
-        )
+    with (run_dir / "stats.jsonl").open("a") as f:
+        for tick in range(3):
+            losses = {"Loss/G/loss": 1.0 - tick / 10, "Loss/D/loss": 1.2}
+            f.write(json.dumps({"tick": tick, "kimg": 0.016 * (tick + 1), "losses": losses}) + "\n")
     out = store["tmp"] / "plots"
     run_png = plot_run(load_run(run_dir), out / "run.png")
     assert run_png.stat().st_size > 5000
