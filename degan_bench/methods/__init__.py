@@ -21,6 +21,7 @@ _BUILTIN: tuple[str, ...] = (
     "degan_bench.methods.ada",
     "degan_bench.methods.insgen",
     "degan_bench.methods.fakeclr",
+    "degan_bench.methods.lottery",
 )
 
 _REGISTRY: dict[str, type[Method]] = {}

@@ -13,7 +13,11 @@ phases per minibatch (StyleGAN2: ``G`` [``Greg``] ``D`` [``Dreg``] with lazy int
    regularization phases included (e.g. ADA's sign statistics, momentum updates, queue pushes,
    re-applying pruning masks), with the step records of the phase's accumulation rounds.
 4. ``end_of_minibatch(cur_nimg, minibatch_index)`` runs once per global minibatch, after all phases
-   (e.g. ADA's p adjustment, which must see every D step).
+   and the G_ema update (e.g. ADA's p adjustment, which must see every D step).
+5. ``generate(G, z, c)`` makes the fakes of the hinge objective's G step (default ``G(z, c)``), and
+   ``clean_loss_weight(phase)`` scales the objective's own adversarial loss of the main ``G`` / ``D``
+   phase (default 1, which leaves it untouched). The lottery ticket's AdvAug splits G into
+   ``G.stem``/``G.body`` there and averages the clean loss with its perturbed term (weight 0.5).
 
 A method that needs gradients w.r.t. D's (augmented) inputs sets ``needs_d_input_grad``: the
 objective then hands ``DStep.fakes_aug`` / ``reals_aug`` as tensors that require grad and were fed to
@@ -32,6 +36,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -65,6 +70,8 @@ class MethodContext:
     objective: str = "ns_r1"  # loss.kind of the objective that calls the hooks
     autocast: Callable[[], Any] = contextlib.nullcontext  # the loop's autocast factory for forward passes
     scaler: Any = None  # the loop's fp16 GradScaler, or None
+    run_dir: Path | None = None  # the run directory, for methods that keep artifacts there (lottery masks)
+    seed: int = 0  # the run's training seed
 
 
 @dataclass
@@ -135,7 +142,16 @@ class Method:
     def augment(self, images: torch.Tensor) -> torch.Tensor:
         return images
 
+    # -- fakes --------------------------------------------------------------------------------
+    def generate(self, G: nn.Module, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """The fakes of the hinge objective's G step (the D steps call ``G(z, c)`` under no_grad)."""
+        return G(z, c)
+
     # -- losses -----------------------------------------------------------------------------
+    def clean_loss_weight(self, phase: str) -> float:
+        """Factor on the objective's own adversarial loss of phase ``G`` or ``D`` (1 = untouched)."""
+        return 1.0
+
     def g_loss_terms(self, step: GStep) -> dict[str, torch.Tensor]:
         return {}
 

@@ -209,6 +209,8 @@ def train(setup: TrainingSetup) -> TrainResult:
             objective=objective_cls.kind,
             autocast=autocast,
             scaler=scaler,
+            run_dir=run.path,
+            seed=setup.seed,
         ),
     )
     for module in (G, D, G_ema, *method.modules().values()):

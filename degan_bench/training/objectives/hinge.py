@@ -104,14 +104,16 @@ class HingeObjective(Objective):
             z = torch.randn(n, G.z_dim, device=ctx.device)
             c = self.draw_c(n)
             with ctx.autocast():
-                fakes = G(z, c)
+                fakes = method.generate(G, z, c)
                 fakes_aug = method.augment(fakes)
                 logits, features = self._run_D(fakes_aug, c)
                 loss = hinge_g_loss(logits)
             step = GStep(z=z, c=c, fakes=fakes, fakes_aug=fakes_aug, fake_logits=logits,
                          fake_features=features, G=G, D=D, cur_nimg=info.cur_nimg)  # fmt: skip
             terms = method.g_loss_terms(step)
-            total = loss + sum(terms.values(), torch.zeros([], device=loss.device))
+            weight = method.clean_loss_weight("G")
+            clean = loss if weight == 1.0 else loss * weight
+            total = clean + sum(terms.values(), torch.zeros([], device=loss.device))
             self.scale(total.mul(gain)).backward()
             stats.add({"Loss/G/loss": loss.detach(), "Scores/fake": logits.detach().float().mean()})
             stats.add({f"Loss/G/{name}": value.detach() for name, value in terms.items()})
@@ -155,7 +157,9 @@ class HingeObjective(Objective):
             d_step_index=step_index,
         )  # fmt: skip
         terms = method.d_loss_terms(step)
-        total = loss_real + loss_fake + sum(terms.values(), torch.zeros([], device=loss_real.device))
+        weight = method.clean_loss_weight("D")
+        clean = loss_real + loss_fake if weight == 1.0 else (loss_real + loss_fake) * weight
+        total = clean + sum(terms.values(), torch.zeros([], device=loss_real.device))
         self.scale(total.mul(gain)).backward()
         stats.add(
             {

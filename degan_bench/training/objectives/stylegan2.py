@@ -137,7 +137,9 @@ class StyleGAN2Loss:
             ws=ws,
         )
         terms = self.method.g_loss_terms(step)
-        total = loss + sum(terms.values(), torch.zeros([], device=loss.device))
+        weight = self.method.clean_loss_weight("G")
+        clean = loss if weight == 1.0 else loss * weight
+        total = clean + sum(terms.values(), torch.zeros([], device=loss.device))
         self.scale(total.mul(gain)).backward()
         stats = {"Loss/G/loss": loss.detach(), "Scores/fake": logits.detach().float().mean()}
         stats.update({f"Loss/G/{name}": value.detach() for name, value in terms.items()})
@@ -201,7 +203,9 @@ class StyleGAN2Loss:
             fake_features=fake_features,
         )
         terms = self.method.d_loss_terms(step)
-        total = loss_fake + loss_real + sum(terms.values(), torch.zeros([], device=loss_fake.device))
+        weight = self.method.clean_loss_weight("D")
+        clean = loss_fake + loss_real if weight == 1.0 else (loss_fake + loss_real) * weight
+        total = clean + sum(terms.values(), torch.zeros([], device=loss_fake.device))
         stats = {
             "Loss/D/loss": (loss_fake + loss_real).detach(),
             "Scores/real": real_logits.detach().float().mean(),
