@@ -3,6 +3,8 @@ corrections). Each test fails if the choice regresses."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from degan_bench.recipes.loader import list_recipes, resolve_recipe
@@ -34,13 +36,15 @@ def test_fakeclr_defaults_to_the_released_computation() -> None:
 
 
 def test_tf_cells_mix_styles_per_sample_and_pytorch_cells_per_minibatch() -> None:
+    # The TF StyleGAN2 setup DiffAugment trains with (the stylegan2-lowshot base and its children) draws
+    # mixing per sample; the stylegan2-ada-pytorch setup (paper256 base) per minibatch.
     for method, dataset in STYLEGAN2:
-        recipe = paper(method, dataset, "stylegan2")
-        tf_code = recipe.provenance.upstream_repo == "mit-han-lab/data-efficient-gans" or (
-            method == "ada" and recipe.training.batch == 16  # ADA under DiffAugment's TF low-shot setup
-        )
-        expected = "per_sample" if tf_code else "minibatch"
-        assert recipe.loss.style_mixing == expected, (method, dataset)
+        resolved = resolve_recipe(method, dataset, "paper", [], backbone="stylegan2")
+        chain = {Path(f).name for f in resolved.files}
+        tf_base = "stylegan2-lowshot.yaml" in chain
+        assert tf_base != ("stylegan2-ada-paper256.yaml" in chain), (method, dataset, chain)
+        expected = "per_sample" if tf_base else "minibatch"
+        assert resolved.recipe.loss.style_mixing == expected, (method, dataset)
 
 
 def test_tf_ffhq_cells_evaluate_every_snapshot() -> None:
