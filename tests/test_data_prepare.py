@@ -305,7 +305,7 @@ def test_local_archive_named_like_the_official_one_must_match_its_checksum(tmp_p
     fake = tmp_path / "cifar-10-python.tar.gz"
     _cifar_tarball(fake, train_per_batch=2, test_count=3)
     with pytest.raises(
-        DataError, match=r"cifar-10-python.tar.gz: md5 [0-9a-f]{32} does not match the published c58f"
+        DataError, match=r"cifar-10-python.tar.gz: sha256 [0-9a-f]{64} does not match the published 6d958be0"
     ):
         prepare_dataset("cifar10", source=fake, progress=False)
 
