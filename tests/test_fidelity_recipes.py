@@ -36,9 +36,17 @@ def test_fakeclr_defaults_to_the_released_computation() -> None:
 def test_tf_cells_mix_styles_per_sample_and_pytorch_cells_per_minibatch() -> None:
     for method, dataset in STYLEGAN2:
         recipe = paper(method, dataset, "stylegan2")
-        tf_code = recipe.provenance.upstream_repo == "mit-han-lab/data-efficient-gans" or (
-            method == "ada" and recipe.training.batch == 16  # ADA under DiffAugment's TF low-shot setup
+        tf_code = (
+            recipe.provenance.upstream_repo == "mit-han-lab/data-efficient-gans"
+            or (
+                method == "ada" and recipe.training.batch == 16  # ADA under DiffAugment's TF low-shot setup
+            )
+            or (
+                method == "diggan"
+                and "DiffAugment-stylegan2/run_low_shot.py" in recipe.provenance.upstream_command
+            )
         )
+        # (DigGAN has no StyleGAN2 code; its low-shot recipes state DiffAugment's TF one as their base)
         expected = "per_sample" if tf_code else "minibatch"
         assert recipe.loss.style_mixing == expected, (method, dataset)
 
