@@ -31,6 +31,8 @@ lint: install  ## ruff
 
 bench: install  ## training and evaluation throughput (see benchmarks/); BENCH_DEVICE=cuda on a GPU
 	$(PY) benchmarks/bench_train.py stylegan2 obama-100 --device $(BENCH_DEVICE) --json runs/bench-train.json
+	$(PY) benchmarks/bench_train.py diffaugment cifar10-10pct --device $(BENCH_DEVICE) --json runs/bench-train-biggan.json
+	$(PY) benchmarks/bench_train.py diffaugment cifar10-10pct --backbone stylegan2 --device $(BENCH_DEVICE) --json runs/bench-train-stylegan2-cifar.json
 	$(PY) benchmarks/bench_metrics.py --device $(BENCH_DEVICE)
 
 table: install  ## rebuild every leaderboard in results/leaderboards/ from the run store (TABLE_ARGS="--runs DIR ...")

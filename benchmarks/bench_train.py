@@ -35,6 +35,7 @@ def main() -> None:
     parser.add_argument("method", nargs="?", default="stylegan2")
     parser.add_argument("dataset", nargs="?", default="obama-100")
     parser.add_argument("--preset", default="paper")
+    parser.add_argument("--backbone", default=None, help="stylegan2 | biggan (default: the dataset's)")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--device", default="auto")
     parser.add_argument(
@@ -50,8 +51,10 @@ def main() -> None:
     cuda = device.type == "cuda"
     timed = args.minibatches or (40 if cuda else 3)
     warmup = args.warmup if args.warmup is not None else (10 if cuda else 1)
-    base = resolve_recipe(args.method, args.dataset, args.preset, args.overrides)
-    batch = base.recipe.training.batch
+    base = resolve_recipe(args.method, args.dataset, args.preset, args.overrides, backbone=args.backbone)
+    # real images one minibatch consumes: BigGAN's hinge objective runs d_steps D steps on their own reals
+    batch = base.recipe.training.batch * (base.recipe.loss.d_steps if base.recipe.loss.kind == "hinge" else 1)
+    length = [] if base.recipe.training.epochs is None else ["training.epochs=null"]
     # Ticks at the warm-up boundary and at the end give exactly the timed window.
     kimg_per_tick = warmup * batch / 1000 if warmup else timed * batch / 1000
     resolved = resolve_recipe(
@@ -60,17 +63,21 @@ def main() -> None:
         args.preset,
         [
             *args.overrides,
+            *length,
             f"training.kimg={(warmup + timed) * batch / 1000}",
             f"training.kimg_per_tick={max(kimg_per_tick, 1e-3)}",
             "training.snapshot_ticks=1000000",
             "training.image_snapshot_ticks=1000000",
         ],
+        backbone=args.backbone,
     )
     resolution = resolved.recipe.data.resolution
     images = np.random.RandomState(0).randint(
         0, 256, (max(batch * 4, 64), resolution, resolution, 3), dtype=np.uint8
     )
-    dataset = PreparedDataset(name=args.dataset, split="train", images=images)
+    c_dim = getattr(resolved.model, "c_dim", 0)
+    labels = np.arange(len(images)) % c_dim if c_dim else None
+    dataset = PreparedDataset(name=args.dataset, split="train", images=images, labels=labels)
     console = Console(quiet=True)
     with tempfile.TemporaryDirectory() as tmp:
         plan = plan_run(resolved, 0, out=Path(tmp) / "run")
@@ -97,6 +104,7 @@ def main() -> None:
     images_timed = sum(t["sec_per_tick"] * t["img_per_sec"] for t in timed_ticks)
     report = {
         "recipe": f"{args.method}/{args.dataset}",
+        "backbone": resolved.model.arch,
         "preset": args.preset,
         "overrides": args.overrides,
         "recipe_hash": resolved.short_hash,

@@ -107,6 +107,7 @@ def reported_row(**values: Any) -> dict[str, str]:
         "reference_only": "false",
         "source": "fixture",
         "notes": "",
+        "quotes": "",
     }
     row.update({k: str(v) for k, v in values.items()})
     return row

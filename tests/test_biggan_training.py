@@ -118,3 +118,28 @@ def test_stylegan2_backbone_on_cifar(cifar: Path, tmp_path: Path) -> None:
     assert default_run_name(resolve_recipe("diffaugment", "cifar10-10pct", "smoke"), 0).startswith(
         "diffaugment-cifar10-10pct-smoke-s0-"
     )
+
+
+def test_official_biggan_samples_with_batch_statistics_even_in_eval() -> None:
+    import torch
+
+    from degan_bench.models import build_models, parse_model_config
+
+    z = torch.randn(6, 128, generator=torch.Generator().manual_seed(0))
+    c = torch.nn.functional.one_hot(torch.arange(6) % 10, 10).float()
+    outputs = {}
+    for mode in ("train", "eval"):
+        G, _D = build_models(
+            parse_model_config({"arch": "biggan", "g_ch": 4, "d_ch": 4, "sample_mode": mode}), 32
+        )
+        G(z, c)  # one training-mode pass moves the running statistics off their init
+        G.eval()
+        assert not G.training  # eval mode; only the batch-norm statistics differ
+        assert G.sampling_batch == (50 if mode == "train" else None)
+        with torch.no_grad():
+            whole, part = G(z, c), G(z[:3], c[:3])
+        outputs[mode] = (whole, part)
+    whole, part = outputs["train"]
+    assert not torch.allclose(whole[:3], part)  # batch statistics: a sample depends on its batch
+    whole, part = outputs["eval"]
+    torch.testing.assert_close(whole[:3], part)  # running statistics: it does not

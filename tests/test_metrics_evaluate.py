@@ -215,3 +215,13 @@ def test_too_few_images_for_the_protocol(ready):
     record = evaluate_images(images, "kid5k_train", ref="tiny", n_gen=5)
     assert record["protocol"] == "kid5_train" and record["source"] == "images:array"
     assert record["resolution"] == RES and record["kid_subset_size"] == 5
+
+
+def test_a_generator_with_a_fixed_sampling_batch_is_sampled_in_it(ready):
+    # BigGAN in training mode uses batch statistics: its sampling batch is part of the protocol.
+    G = TinyGenerator(size=RES)
+    sizes: list[int] = []
+    G.register_forward_pre_hook(lambda _m, args: sizes.append(len(args[0])))
+    G.sampling_batch = 4
+    record = kid(G, batch_size=5)
+    assert record["batch_size"] == 4 and sizes == [4, 4, 4]  # 12 images in batches of 4, not 5

@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 import pytest
 from PIL import Image
-from results_support import broken_run, make_run, metric_record, write_recipes, write_reported
+from results_support import broken_run, make_run, metric_record, reported_row, write_recipes, write_reported
 from typer.testing import CliRunner
 
 import degan_bench.cli.commands  # noqa: F401  (registers the command groups)
@@ -21,7 +21,7 @@ from degan_bench.recipes.loader import resolve_recipe
 from degan_bench.results.render import to_csv, to_json, to_markdown
 from degan_bench.results.reported import load_reported
 from degan_bench.results.store import load_run, pick_record, scan_runs
-from degan_bench.results.tables import BuildOptions, Tolerance, build_table, load_table
+from degan_bench.results.tables import BuildOptions, MetricTolerance, Tolerance, build_table, load_table
 
 GOLDEN = Path(__file__).parent / "golden" / "results_fixture_table.md"
 LAST = 48  # cur_nimg of a complete tiny run
@@ -120,11 +120,13 @@ def test_outside_tolerance_and_test_set_selection_flag(store: dict[str, Any]) ->
         and panda["std"] == pytest.approx(math.sqrt(2))
     )
     assert panda["delta"] == pytest.approx(11.0) and panda["rel_delta"] == pytest.approx(11 / 30)
-    assert panda["verdict"] == "outside"  # band = max(2 * 1.41, 10% of 30) = 3 < 11
+    # two seeds are too few for a t-interval: the FID band alone, 0.5 + 5% of 30 = 2 < 11
+    assert panda["verdict"] == "outside (n=2)" and panda["band"] == pytest.approx(2.0)
+    assert pd.isna(panda["ci_low"])
     assert any("test-set model selection" in f for f in panda["flags"])
     assert any("aggregator" in f for f in panda["flags"])
-    loose = build(store, tolerance=Tolerance(std_factor=2.0, relative=0.5))
-    assert cell(loose, "StyleGAN2", "panda-100")["verdict"] == "within"
+    loose = build(store, tolerance=Tolerance(metrics={"fid": MetricTolerance(relative=0.5, absolute=0.0)}))
+    assert cell(loose, "StyleGAN2", "panda-100")["verdict"] == "within (n=2)"
 
 
 def test_protocol_mismatch_is_flagged_and_not_compared(store: dict[str, Any]) -> None:
@@ -141,7 +143,7 @@ def test_cell_states_single_seed_pending_missing_and_reference(store: dict[str, 
     assert cell(result, "StyleGAN2 + DiffAugment", "obama-100")["verdict"] == "no recipe yet"
     reference = cell(result, "TransferGAN", "obama-100")
     assert reference["reference_only"] and reference["reported"] == 48.73
-    single = build(store, tolerance=Tolerance(relative=0.2))
+    single = build(store, tolerance=Tolerance(metrics={"fid": MetricTolerance(relative=0.2, absolute=0.0)}))
     assert cell(single, "StyleGAN2", "grumpy-cat-100")["n"] == 1
     # n = 1 says so in the verdict
     os.remove(store["runs"] / "obama-s1" / "metrics.jsonl")
@@ -235,28 +237,19 @@ def test_csv_and_json_outputs(store: dict[str, Any]) -> None:
 
 
 def test_plots_are_written(store: dict[str, Any]) -> None:
-    from degan_bench.results.plots import plot_run, plot_table
+    from degan_bench.results.plots import plot_run
 
     run_dir = store["runs"] / "panda-s0"
     Image.new("RGB", (64, 32), (200, 30, 30)).save(run_dir / "fakes_000000.png")
-    for tick in range(3):
-        (run_dir / "stats.jsonl").open("a").write(
-            json.dumps(
-                {
-                    "tick": tick,
-                    "kimg": 0.016 * (tick + 1),
-                    "losses": {"Loss/G/loss": 1.0 - tick / 10, "Loss/D/loss": 1.2},
-                }
-            )
-            + "\n"
-        )
+    with (run_dir / "stats.jsonl").open("a") as f:
+        for tick in range(3):
+            losses = {"Loss/G/loss": 1.0 - tick / 10, "Loss/D/loss": 1.2}
+            f.write(json.dumps({"tick": tick, "kimg": 0.016 * (tick + 1), "losses": losses}) + "\n")
     out = store["tmp"] / "plots"
     run_png = plot_run(load_run(run_dir), out / "run.png")
-    table_png = plot_table(build(store), out / "table.png")
-    for png in (run_png, table_png):
-        assert png.stat().st_size > 5000
-        with Image.open(png) as image:
-            assert image.size[0] > 400
+    assert run_png.stat().st_size > 5000
+    with Image.open(run_png) as image:
+        assert image.size[0] > 400
 
 
 def test_table_command_writes_markdown_plots_and_json(store: dict[str, Any]) -> None:
@@ -273,8 +266,11 @@ def test_table_command_writes_markdown_plots_and_json(store: dict[str, Any]) -> 
     result = CliRunner().invoke(app, ["table", *common])
     assert result.exit_code == 0, result.output
     markdown = (out / "fixture.md").read_text()
-    assert "![reported vs reproduced](fixture.png)" in markdown and "(runs/panda-s0.png)" in markdown
-    assert (out / "fixture.png").stat().st_size > 0 and (out / "runs" / "panda-s0.png").stat().st_size > 0
+    assert (
+        "![reported vs reproduced](fixture/fid5k_train.svg)" in markdown and "(runs/panda-s0.png)" in markdown
+    )
+    assert (out / "fixture" / "fid5k_train.svg").read_text().startswith("<svg")
+    assert (out / "runs" / "panda-s0.png").stat().st_size > 0
     assert "unreadable" in result.output
     result = CliRunner().invoke(app, ["table", *common, "--format", "json", "--checkpoint", "best"])
     assert result.exit_code == 0, result.output
@@ -283,35 +279,83 @@ def test_table_command_writes_markdown_plots_and_json(store: dict[str, Any]) -> 
     assert bad.exit_code != 0 and "did you mean 'fixture'" in str(bad.exception or bad.output)
 
 
-def test_repository_tables_build_without_runs() -> None:
-    """Every committed table definition loads and builds against the committed reported.csv; cells without a
-    recipe are shown as such rather than failing."""
-    from degan_bench.results.tables import table_names
+def test_t_interval_over_three_seeds_decides_the_verdict(store: dict[str, Any]) -> None:
+    """Obama: 78, 80, 82 over three seeds against a reported 84, with no band: the 95% t-interval
+    (80 ± t(0.975, 2) * 2 / sqrt(3) = 80 ± 4.97) reaches 84, the 80% one (80 ± 2.18) does not."""
+    reported = load_reported(write_reported(store["tmp"] / "r84.csv", [reported_row(value="84.00")]))
+    none = Tolerance(metrics={"fid": MetricTolerance(relative=0.0, absolute=0.0)})
 
-    reported = load_reported()
-    names = table_names()
-    assert {
-        "diffaugment-lowshot",
-        "diffaugment-cifar-biggan",
-        "diffaugment-cifar-stylegan2",
-        "diffaugment-ffhq",
-        "insgen-ffhq",
-        "fakeclr-lowshot",
-        "diggan-cifar",
-        "lottery-lowshot",
-        "lowshot-leaderboard",
-        "smoke",
-    } <= set(names)
-    for name in names:
-        table = load_table(name)
-        result = build_table(table, [], reported)
-        assert len(result.cells) == len(table.rows) * len(table.columns) * len(table.protocols)
-        assert "# " + table.title in to_markdown(result)
-    lowshot = build_table(load_table("diffaugment-lowshot"), [], reported)
-    obama = lowshot.cells[
-        (lowshot.cells["method"] == "diffaugment") & (lowshot.cells["dataset"] == "obama-100")
-    ]
-    assert obama.iloc[0]["reported"] == 46.87
-    fakeclr = build_table(load_table("fakeclr-lowshot"), [], reported).cells
-    own = fakeclr[(fakeclr["method"] == "fakeclr") & (fakeclr["dataset"] == "panda-100")].iloc[0]
-    assert own["reported"] == 8.42 and any("protocol unknown" in f for f in own["flags"])
+    def obama(tolerance: Tolerance) -> pd.Series:
+        options = BuildOptions(tolerance=tolerance)
+        return cell(
+            build_table(store["table"], scan_runs([store["runs"]]), reported, options),
+            "StyleGAN2",
+            "obama-100",
+        )
+
+    wide = obama(none)
+    assert wide["halfwidth"] == pytest.approx(4.9683, rel=1e-4) and wide["band"] == 0.0
+    assert (wide["ci_low"], wide["ci_high"]) == (
+        pytest.approx(75.0317, rel=1e-5),
+        pytest.approx(84.9683, rel=1e-5),
+    )
+    assert wide["verdict"] == "within"
+    assert obama(Tolerance(metrics=none.metrics, confidence=0.8))["verdict"] == "outside"
+
+
+def add_grids(store: dict[str, Any]) -> None:
+    """Two sample grids in panda-s0; the newer one (48) is blue."""
+    run_dir = store["runs"] / "panda-s0"
+    Image.new("RGB", (1024, 256), (200, 30, 30)).save(run_dir / "fakes_000016.png")
+    Image.new("RGB", (1024, 256), (30, 30, 200)).save(run_dir / "fakes_000048.png")
+
+
+def test_cells_with_runs_link_their_curve_and_samples(store: dict[str, Any]) -> None:
+    from degan_bench.results.render import write_leaderboards
+
+    add_grids(store)
+    out = store["tmp"] / "pages"
+    runs = scan_runs([store["runs"]])
+    write_leaderboards([build(store)], runs, out)
+    markdown = (out / "fixture.md").read_text()
+    panda = "fixture/cells/fixture-fid5k-train-stylegan2-panda-100"
+    assert f"[curve]({panda}.svg) · [samples]({panda}-samples.png)" in markdown
+    assert f'<img src="{panda}-samples.png" width="256" alt="samples">' in markdown  # the gallery
+    curve = (out / f"{panda}.svg").read_text()
+    assert curve.count("<polyline") == 2 and "reported 30" in curve  # one line per seed, reported dashed
+    with Image.open(out / f"{panda}-samples.png") as grid:
+        assert grid.size == (512, 128) and grid.getpixel((5, 5)) == (30, 30, 200)  # newest, downscaled
+    # a cell whose only run is pending gets a curve saying so; cells without runs get no pictures
+    dog = (out / "fixture/cells/fixture-fid5k-train-stylegan2-animalface-dog.svg").read_text()
+    assert "no fid5k_train values yet" in dog
+    diffaugment = next(
+        line for line in markdown.splitlines() if line.startswith("| StyleGAN2 + DiffAugment |")
+    )
+    assert "[curve]" not in diffaugment and "grumpy" not in " ".join(
+        p.name for p in (out / "fixture/cells").glob("*png")
+    )
+
+
+HTML_GOLDEN = Path(__file__).parent / "golden" / "results_fixture_table.html"
+
+
+def test_html_page_is_self_contained(store: dict[str, Any]) -> None:
+    import re
+
+    add_grids(store)
+    out = store["tmp"] / "html"
+    args = ["table", "fixture", "--runs", str(store["runs"]), "--reported", str(store["reported_path"])]
+    result = CliRunner().invoke(app, [*args, "--out", str(out), "--format", "html"])
+    assert result.exit_code == 0, result.output
+    page = (out / "fixture.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and "<style>" in page
+    assert "<script" not in page and "<link" not in page
+    assert all(
+        ref.startswith(("data:image/png;base64,", "#")) for ref in re.findall(r'(?:src|href)="([^"]*)"', page)
+    )
+    assert page.count("<svg") == 1 + 5  # the chart, and a curve per cell with runs (5 of the 15)
+    assert page.count('src="data:image/png;base64,') == 1  # panda's samples
+    text = normalized(re.sub(r"base64,[A-Za-z0-9+/=]+", "base64,<png>", page), store)
+    if os.environ.get("DEGAN_BENCH_UPDATE_GOLDEN") == "1":
+        HTML_GOLDEN.write_text(text, encoding="utf-8")
+    assert text == HTML_GOLDEN.read_text(encoding="utf-8")

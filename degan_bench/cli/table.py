@@ -27,7 +27,12 @@ def table_command(
         ),
     ] = None,
     all_: Annotated[bool, typer.Option("--all", help="Every table marked in_all.")] = False,
-    fmt: Annotated[str, typer.Option("--format", help="md (with PNG plots) | csv | json")] = "md",
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format", help="md (pictures beside it) | html (one self-contained page) | csv | json"
+        ),
+    ] = "md",
     out: Annotated[
         Path | None, typer.Option(help="Output folder (default: results/leaderboards/).", show_default=False)
     ] = None,
@@ -57,20 +62,23 @@ def table_command(
         typer.Option(help="Reported numbers CSV (default: results/reported.csv).", show_default=False),
     ] = None,
     plots: Annotated[
-        bool, typer.Option("--plots/--no-plots", help="Write PNG plots next to the Markdown.")
+        bool, typer.Option("--plots/--no-plots", help="Draw charts, curves and sample grids.")
     ] = True,
-    tolerance_std: Annotated[
-        float | None, typer.Option(help="Override the tolerance's std factor.", min=0.0, show_default=False)
-    ] = None,
-    tolerance_rel: Annotated[
-        float | None,
+    tolerance: Annotated[
+        list[str] | None,
         typer.Option(
-            help="Override the tolerance's relative band (0.1 = 10%).", min=0.0, max=1.0, show_default=False
+            "--tolerance",
+            help="Override one metric's band, METRIC:rel=R,abs=A (e.g. fid:rel=0.05,abs=0.5; repeatable).",
+            show_default=False,
         ),
+    ] = None,
+    confidence: Annotated[
+        float | None,
+        typer.Option(help="Confidence of the t-interval over seeds (default 0.95).", show_default=False),
     ] = None,
 ) -> None:
     """Build paper tables from the run store: reported value, our mean ± std over seeds (n), delta,
-    verdict, protocol and GPU-hours per cell.
+    verdict, protocol and GPU-hours per cell; a curve and sample grid per cell with runs.
 
     Example: degan-bench table diffaugment-lowshot --runs runs/ --runs /scratch/runs
     """
@@ -79,10 +87,10 @@ def table_command(
     from degan_bench.results.render import write_leaderboards
     from degan_bench.results.reported import load_reported
     from degan_bench.results.store import describe_runs, scan_runs
-    from degan_bench.results.tables import BuildOptions, build_table, load_tables, with_tolerance
+    from degan_bench.results.tables import BuildOptions, build_table, load_tables, parse_tolerance
 
-    if fmt not in ("md", "csv", "json"):
-        raise DeganError(f"--format {fmt!r} is not supported", fix="use md, csv or json")
+    if fmt not in ("md", "html", "csv", "json"):
+        raise DeganError(f"--format {fmt!r} is not supported", fix="use md, html, csv or json")
     if checkpoint not in ("last", "best"):
         raise DeganError(f"--checkpoint {checkpoint!r} is not supported", fix="use last or best")
     if preset is not None and preset not in PRESETS:
@@ -99,6 +107,7 @@ def table_command(
         if run.status == "unreadable":
             console.print(f"[yellow]unreadable[/] {run.path}: {run.problem}", highlight=False, soft_wrap=True)
     table_data = load_reported(reported)
+    recipe_cache: dict = {}  # the tables share most cells' recipes
     results = [
         build_table(
             table,
@@ -107,20 +116,21 @@ def table_command(
             BuildOptions(
                 preset=preset,
                 checkpoint=checkpoint,  # type: ignore[arg-type]
-                tolerance=with_tolerance(table, tolerance_std, tolerance_rel),
+                tolerance=parse_tolerance(tolerance or [], confidence, table.tolerance),
             ),
+            recipe_cache=recipe_cache,
         )
         for table in tables
     ]
     written = write_leaderboards(results, stored, out or default_out(), fmt=fmt, plots=plots)
     for result in results:
         main = result.cells[~result.cells["variant"] & ~result.cells["reference_only"]]
-        counts = main["verdict"].str.replace(" (n=1)", "", regex=False).value_counts()
+        counts = main["verdict"].str.replace(r" \(n=\d+\)$", "", regex=True).value_counts()
         summary = ", ".join(f"{count} {verdict}" for verdict, count in counts.items())
         console.print(f"{result.table.name} ({result.preset}): {summary}", highlight=False)
-    documents = [p for p in written if p.suffix in (".md", ".csv", ".json")]
+    documents = [p for p in written if p.suffix in (".md", ".html", ".csv", ".json")]
     console.print(
-        f"wrote {len(documents)} file(s) and {len(written) - len(documents)} plot(s) to "
+        f"wrote {len(documents)} page(s) and {len(written) - len(documents)} picture(s) to "
         f"{(out or default_out())}",
         highlight=False,
     )

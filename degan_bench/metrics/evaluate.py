@@ -380,6 +380,8 @@ def evaluate_generator_many(
             raise
         return [pending_record(p, str(err), device=device_name(eval_device), **context) for p in resolved]
     labels = training_labels(dataset, resolution, subset_rule) if int(getattr(G, "c_dim", 0)) > 0 else None
+    # A generator that samples with batch statistics (BigGAN-PyTorch in training mode) fixes its batch.
+    batch_size = int(getattr(G, "sampling_batch", None) or batch_size)
 
     def batches_for(p: Protocol) -> Iterator[torch.Tensor]:
         return generated_batches(

@@ -2,8 +2,9 @@
 
 - :func:`plot_run`: one figure per run -- the headline metric vs kimg (selection points, the last
   number, the best checkpoint), the loss curves from ``stats.jsonl``, and the sample grids over time.
-- :func:`plot_table`: one figure per table -- reported (hollow) vs reproduced (filled, ± std) per cell,
-  one panel per protocol.
+
+The per-table reported-vs-reproduced chart and the per-cell curves are deterministic SVG
+(:mod:`degan_bench.results.svg`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from degan_bench.results.store import StoredRun, is_best_record
-from degan_bench.results.tables import TableResult
 
 GRID_FILE = re.compile(r"^fakes_(\d{6})\.png$")
 DPI = 100
@@ -113,49 +113,3 @@ def plot_run(run: StoredRun, out: Path, *, max_grids: int = 4) -> Path:
     fig.suptitle(f"{run.run_id} ({status}, {run.device})", fontsize=10)
     fig.tight_layout()
     return _save(fig, out)
-
-
-def plot_table(result: TableResult, out: Path) -> Path:
-    """Reported (hollow) vs reproduced (filled, error bar = std over seeds) per cell; a panel per protocol."""
-    table = result.table
-    cells = result.cells[~result.cells["variant"] & ~result.cells["reference_only"]]
-    fig = Figure(figsize=(max(6.0, 1.3 * len(table.columns) + 2.5), 3.2 * len(table.protocols)))
-    rows = [r for r in table.rows if r.method in set(cells["method"])]
-    colors = {r.label: f"C{i % 10}" for i, r in enumerate(rows)}
-    width = 0.8 / max(len(rows), 1)
-    for p_index, protocol in enumerate(table.protocols):
-        ax = fig.add_subplot(len(table.protocols), 1, p_index + 1)
-        block = cells[cells["protocol"] == protocol]
-        for r_index, row in enumerate(rows):
-            offset = (r_index - (len(rows) - 1) / 2) * width
-            color = colors[row.label]
-            for c_index, column in enumerate(table.columns):
-                match = block[(block["row"] == row.label) & (block["dataset"] == column.dataset)]
-                if match.empty:
-                    continue
-                cell = match.iloc[0]
-                x = c_index + offset
-                if cell["reported"] is not None and not _nan(cell["reported"]):
-                    ax.plot(x, cell["reported"], marker="o", ms=7, mfc="none", mec=color, ls="none")
-                if cell["n"]:
-                    std = 0.0 if _nan(cell["std"]) else cell["std"]
-                    ax.errorbar(x, cell["mean"], yerr=std, fmt="o", ms=5, color=color, capsize=3)
-        ax.set_xticks(range(len(table.columns)), [c.label for c in table.columns], fontsize=8)
-        ax.set_xlim(-0.6, len(table.columns) - 0.4)
-        ax.set_ylabel(protocol, fontsize=9)
-        ax.grid(axis="y", alpha=0.3)
-    handles = [
-        fig.axes[0].plot([], [], marker="s", ls="none", color=colors[r.label], label=r.label)[0] for r in rows
-    ]
-    handles += [
-        fig.axes[0].plot([], [], marker="o", mfc="none", mec="gray", ls="none", label="reported")[0],
-        fig.axes[0].plot([], [], marker="o", color="gray", ls="none", label="ours (± std)")[0],
-    ]
-    fig.axes[0].legend(handles=handles, fontsize=7, loc="best", ncol=2)
-    fig.suptitle(table.title, fontsize=10)
-    fig.tight_layout()
-    return _save(fig, out)
-
-
-def _nan(value: object) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))

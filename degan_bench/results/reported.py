@@ -20,12 +20,17 @@ One row per paper-table cell (a number as printed in one version of one source).
 ``selection``      which checkpoint the source reports: ``last``, ``best_on_train``, ``best_on_test``
                    (model selection on the split the number is reported on) or ``unknown``
 ``verification``   ``code`` | ``readme`` (checked against the official repository / its README) |
-                   ``aggregator`` (a benchmark listing; row or config not always confirmed) | ``unverified``
+                   ``paper`` (checked against the paper's own text) | ``aggregator`` (a benchmark listing;
+                   row or config not always confirmed) | ``unverified``
 ``reference_only`` ``true`` when the row cannot be reproduced here: its method or dataset is outside our
                    registries. It is ``false`` for every row whose method and dataset we know, so a typo
                    in a method name fails validation instead of silently becoming a reference row
 ``source``         where the number is printed (file @ commit, paper table)
 ``notes``          what a reader must know (our words)
+``quotes``         empty when the source made the number itself; else the paper it copies the number from,
+                   ``paper`` (that paper's unversioned rows) or ``paper@v1`` (one version of it). A copy
+                   whose value differs from the quoted row is a *conflict* (:func:`conflicts`), flagged on
+                   both cells by the tables
 =================  ===========================================================================================
 
 Where sources disagree (DiffAugment's arXiv v1 vs v2 low-shot numbers, an older README) each version
@@ -49,7 +54,7 @@ from degan_bench.paths import results_dir
 REPORTED_COLUMNS: tuple[str, ...] = (
     "paper", "arxiv", "arxiv_version", "table", "row", "column", "method", "backbone", "dataset",
     "data_setting", "metric", "protocol", "value", "selection", "verification", "reference_only", "source",
-    "notes",
+    "notes", "quotes",
 )  # fmt: skip
 #: columns that identify one printed cell; no two rows may share them
 CELL_KEY: tuple[str, ...] = ("paper", "arxiv_version", "table", "row", "column", "metric")
@@ -57,10 +62,11 @@ CELL_KEY: tuple[str, ...] = ("paper", "arxiv_version", "table", "row", "column",
 LOOKUP_KEY: tuple[str, ...] = ("paper", "arxiv_version", "table", "method", "backbone", "dataset", "metric")
 
 METRICS: tuple[str, ...] = ("fid", "kid", "is")
-VERIFICATION_LEVELS: tuple[str, ...] = ("code", "readme", "aggregator", "unverified")
+VERIFICATION_LEVELS: tuple[str, ...] = ("code", "readme", "paper", "aggregator", "unverified")
 SELECTIONS: tuple[str, ...] = ("last", "best_on_train", "best_on_test", "unknown")
 UNKNOWN_PROTOCOL = "unknown"
 _VERSION = re.compile(r"^(v\d+\+?)?$")
+_QUOTES = re.compile(r"^(?P<paper>[a-z0-9-]+)(@(?P<version>v\d+\+?))?$")
 
 
 @dataclass(frozen=True)
@@ -120,6 +126,8 @@ REFERENCE_METHODS: dict[str, str] = {
     "transfergan-diffaugment": "TransferGAN + DiffAugment",
     "freezed": "FreezeD: fine-tuning with frozen lower discriminator layers",
     "freezed-diffaugment": "FreezeD + DiffAugment",
+    "diffaugment-advaug": "dense (unpruned) StyleGAN2 + DiffAugment + AdvAug (the lottery paper's 0 % run)",
+    "gan-ticket": "a StyleGAN2 GAN ticket (IMP, 48.80 % sparsity) trained without augmentation (lottery)",
 }
 #: datasets that appear in reported tables but are not in the degan-bench registry
 REFERENCE_DATASETS: dict[str, str] = {
@@ -216,6 +224,11 @@ def _row_problems(row: dict[str, str], methods: tuple[str, ...], datasets: set[s
         problems.append(
             f"verification {row['verification']!r} is not one of {', '.join(VERIFICATION_LEVELS)}"
         )
+    quotes = _QUOTES.match(row["quotes"]) if row["quotes"] else None
+    if row["quotes"] and (quotes is None or quotes["paper"] not in PAPERS):
+        problems.append(f"quotes {row['quotes']!r} must be empty, a paper of PAPERS or paper@v1")
+    elif quotes is not None and quotes["paper"] == row["paper"]:
+        problems.append(f"quotes {row['quotes']!r} names the row's own paper")
     if row["reference_only"] not in ("true", "false"):
         problems.append(f"reference_only {row['reference_only']!r} must be true or false")
         return problems
@@ -347,3 +360,58 @@ def lookup(
     primary = chosen.iloc[0].to_dict() if len(chosen) == 1 else None
     others = [r.to_dict() for _, r in candidates.iterrows() if primary is None or r.name != chosen.index[0]]
     return primary, others
+
+
+# -- copies of other papers' numbers --------------------------------------------------------------
+@dataclass(frozen=True)
+class Conflict:
+    """A row that quotes another paper (``copy``) printing a different value than the quoted row
+    (``original``); both are dicts of the reported frame's columns."""
+
+    copy: dict[str, Any]
+    original: dict[str, Any]
+
+    @property
+    def text(self) -> str:
+        """The footnote shown on both cells."""
+        return (
+            f"conflicting copies of this number: {_where(self.copy)} prints {self.copy['value']:g}, "
+            f"{_where(self.original)}, which it quotes, prints {self.original['value']:g}"
+        )
+
+
+def _where(row: dict[str, Any]) -> str:
+    version = f" arXiv {row['arxiv_version']}" if row["arxiv_version"] else ""
+    return f"{row['paper']}{version} {row['table']}"
+
+
+def _same_row(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return all(a[k] == b[k] for k in LOOKUP_KEY)
+
+
+def conflicts(reported: pd.DataFrame) -> list[Conflict]:
+    """Every quoting row whose value differs from the row it quotes (same method, dataset and metric
+    in the quoted paper and version). A quote of a number we do not hold is not a conflict."""
+    quoting = reported[reported["quotes"] != ""]
+    quoted = quoting["quotes"].str.extract(_QUOTES.pattern)  # validated on load
+    keys = pd.DataFrame(
+        {
+            "copy": quoting.index,
+            "paper": quoted["paper"].to_numpy(),
+            "arxiv_version": quoted["version"].fillna("").to_numpy(),
+            **{k: quoting[k].to_numpy() for k in ("method", "dataset", "metric")},
+        }
+    )
+    originals = reported.reset_index(names="original")
+    pairs = keys.merge(originals, on=["paper", "arxiv_version", "method", "dataset", "metric"])
+    found = []
+    for copy, original in zip(pairs["copy"], pairs["original"], strict=True):
+        a, b = reported.loc[copy].to_dict(), reported.loc[original].to_dict()
+        if not math.isclose(float(a["value"]), float(b["value"]), abs_tol=1e-9):
+            found.append(Conflict(a, b))
+    return found
+
+
+def conflict_notes(found: list[Conflict], row: dict[str, Any]) -> list[str]:
+    """Footnotes for the cell whose reported row is ``row``: every conflict it is part of."""
+    return [c.text for c in found if _same_row(row, c.copy) or _same_row(row, c.original)]

@@ -17,22 +17,30 @@ How a cell is computed (:func:`build_table`):
   ``ok`` with the standard Inception weights count: mean and sample std (ddof=1) over training seeds,
   with ``n``. Non-standard weights are shown as stand-ins; pending, failed, unreadable and incomplete
   runs are counted and shown, never averaged.
-- **Verdict**: ``within`` when ``|ours - reported| <= max(std_factor * std, relative * |reported|)``
-  (defaults 2 std and 10 %, per table overridable; with ``n = 1`` only the relative band applies and the
-  verdict says so). A reported number made under another (or an unknown) protocol is *not comparable*.
+- **Verdict**: ``within`` when ``|ours - reported| <= band + halfwidth``. ``band`` is the metric's
+  tolerance, ``absolute + relative * |reported|`` (:data:`DEFAULT_TOLERANCES`, per table overridable);
+  ``halfwidth`` is that of our two-sided t-interval of the mean over ``n >= 3`` training seeds (95 % by
+  default), i.e. the verdict asks whether our interval reaches the reported value's band. With fewer
+  seeds only the band applies and the verdict says ``(n=1)`` / ``(n=2)``. A reported number made under
+  another (or an unknown) protocol is *not comparable*.
+- **Ranking** (bold): reported numbers are ranked only against numbers of the same column made under
+  the same stated protocol and in the same row ``group`` (e.g. pre-trained transfer rows apart from
+  from-scratch ones), and only when there are at least two; a number under an unknown protocol is never
+  ranked. Rows are shown in sections by the protocol of their reported numbers.
 - **Flags** (footnotes): protocol mismatch; the paper selected its checkpoint on the split it reports;
   our ``best`` checkpoint was selected on the reporting split; reported value only from an aggregator or
-  unverified; other versions of the reported number; recipe variants.
+  unverified; other versions of the reported number; copies of it that disagree; recipe variants.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
+from scipy import stats
 
 from degan_bench.errors import DeganError, MethodError, RecipeError
 from degan_bench.metrics.protocols import get_protocol
@@ -70,33 +78,102 @@ class ColumnDef:
 @dataclass
 class RowDef:
     """A degan-bench ``method`` (or a reference-only baseline), its ``label`` as the paper prints it, the
-    ``source`` of its reported numbers (default: the table's) and an optional ``note``."""
+    ``source`` of its reported numbers (default: the table's) and an optional ``note``. ``group``: rows
+    are ranked only against rows of the same group (the paper's own comparison, e.g. ``pre-trained``
+    transfer rows apart from from-scratch ones). ``not_compared``: why our runs are not compared with
+    this row's numbers although the protocol matches (e.g. the source quotes another configuration)."""
 
     method: str
     label: str
     source: SourceRef | None = None
     note: str | None = None
+    group: str | None = None
+    not_compared: str | None = None
+
+
+@dataclass(frozen=True)
+class MetricTolerance:
+    """How far a reproduction may be from a reported value of one metric:
+    ``absolute + relative * |reported|``, in the metric's units."""
+
+    relative: float
+    absolute: float
+
+    def check(self) -> None:
+        if not 0 <= self.relative <= 1 or self.absolute < 0:
+            raise ValueError("a metric tolerance needs relative in [0, 1] and absolute >= 0")
+
+    def band(self, reported: float) -> float:
+        return self.absolute + self.relative * abs(reported)
+
+    def describe(self) -> str:
+        parts = [
+            f"{self.absolute:g}" if self.absolute else "",
+            f"{self.relative:.0%}" if self.relative else "",
+        ]
+        return " + ".join(p for p in parts if p) or "0"
+
+
+#: The default tolerance of each metric: the one place these numbers live (tables override them with
+#: ``tolerance: {metrics: {fid: {relative: .., absolute: ..}}}``, the CLI with ``--tolerance``).
+#:
+#: - FID: 5 % + 0.5. FID's estimator bias and its spread over evaluation seeds grow with the value, and
+#:   do not vanish at small FIDs (~0.5 at 10k-50k samples); training-seed spread is not in the band,
+#:   it comes from the t-interval when n >= 3.
+#: - IS: 0.1, no relative part. IS over 10 splits of 10k images has a split std of ~0.1, while the CIFAR
+#:   methods being compared differ by 0.1-0.4 (BigGAN 9.06, CR-BigGAN 9.20, DigGAN 9.28, LeCam 9.45 on
+#:   C10 100 %); a relative band (10 % of 9.16 = 0.92) would call all of them reproductions of each other.
+#: - KID: 10 % + 0.001. KID is unbiased but noisy at 5k samples (subset std of the order of 1e-3 for
+#:   KIDs around 0.01).
+DEFAULT_TOLERANCES: dict[str, MetricTolerance] = {
+    "fid": MetricTolerance(relative=0.05, absolute=0.5),
+    "is": MetricTolerance(relative=0.0, absolute=0.1),
+    "kid": MetricTolerance(relative=0.10, absolute=0.001),
+}
+DEFAULT_CONFIDENCE = 0.95
+#: fewest training seeds for a t-interval (with two, t(0.975, 1) = 12.7 makes the interval meaningless)
+MIN_SEEDS_FOR_INTERVAL = 3
 
 
 @dataclass
 class Tolerance:
-    """A reproduction is ``within`` when
-    ``|ours - reported| <= max(std_factor * std, relative * |reported|)``; ``std`` is our sample std over
-    training seeds (n >= 2)."""
+    """Per-metric bands (``metrics``; the ones not given are :data:`DEFAULT_TOLERANCES`'), the
+    ``confidence`` of our t-interval over training seeds and the fewest seeds (``min_seeds``) for one."""
 
-    std_factor: float = 2.0
-    relative: float = 0.10
+    metrics: dict[str, MetricTolerance] = field(default_factory=dict)
+    confidence: float = DEFAULT_CONFIDENCE
+    min_seeds: int = MIN_SEEDS_FOR_INTERVAL
+
+    def __post_init__(self) -> None:
+        self.metrics = {**DEFAULT_TOLERANCES, **self.metrics}
 
     def check(self) -> None:
-        if self.std_factor < 0 or not 0 <= self.relative <= 1:
-            raise ValueError("tolerance needs std_factor >= 0 and relative in [0, 1]")
+        unknown = set(self.metrics) - set(rep.METRICS)
+        if unknown:
+            raise ValueError(f"tolerance for unknown metric(s) {', '.join(sorted(unknown))}")
+        if not 0 < self.confidence < 1:
+            raise ValueError(f"confidence {self.confidence} must be in (0, 1)")
+        if self.min_seeds < 2:
+            raise ValueError(f"min_seeds {self.min_seeds} must be >= 2")
+        for tolerance in self.metrics.values():
+            tolerance.check()
 
-    def band(self, reported: float, std: float | None) -> float:
-        spread = self.std_factor * std if std is not None and math.isfinite(std) else 0.0
-        return max(spread, self.relative * abs(reported))
+    def band(self, metric: str, reported: float) -> float:
+        return self.metrics[metric].band(reported)
+
+    def halfwidth(self, std: float | None, n: int) -> float | None:
+        """Half-width of the two-sided t-interval of our mean, or None with fewer than ``min_seeds``."""
+        if n < self.min_seeds or std is None or not math.isfinite(std):
+            return None
+        return float(stats.t.ppf(0.5 + self.confidence / 2, n - 1)) * std / math.sqrt(n)
 
     def describe(self) -> str:
-        return f"max({self.std_factor:g} × std, {self.relative:.0%} of the reported value)"
+        bands = "; ".join(f"{m.upper()} {self.metrics[m].describe()}" for m in rep.METRICS)
+        return (
+            f"within when |ours − reported| ≤ band + half-width of our {self.confidence:.0%} "
+            f"t-interval over seeds (n ≥ {self.min_seeds}; else the band alone); band: {bands} "
+            "(absolute + relative to the reported value)"
+        )
 
 
 @dataclass
@@ -267,8 +344,9 @@ CELL_COLUMNS = [
     "recipe_status", "recipe_message", "recipe_hash", "our_protocol", "reported", "reported_protocol",
     "reported_paper", "reported_table", "reported_version", "verification", "reported_selection",
     "alternatives", "mean", "std", "n", "n_standin", "standin_values", "n_pending", "n_incomplete",
-    "n_failed", "n_unreadable", "delta", "rel_delta", "verdict", "flags", "gpu_hours", "cpu_hours",
-    "devices", "run_ids", "lower_is_better", "is_best_reported", "is_best_ours", "mixed_fingerprints",
+    "n_failed", "n_unreadable", "delta", "rel_delta", "band", "halfwidth", "ci_low", "ci_high", "verdict",
+    "flags", "gpu_hours", "cpu_hours", "devices", "run_ids", "lower_is_better", "row_group", "section",
+    "rank_group", "is_best_reported", "is_best_ours", "mixed_fingerprints",
 ]  # fmt: skip
 RUN_COLUMNS = [
     "run_id", "path", "row", "method", "column", "dataset", "protocol", "seed", "recipe_hash", "variant",
@@ -354,15 +432,20 @@ def _aggregate(group: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def _verdict(cell: dict[str, Any], tolerance: Tolerance) -> tuple[str, float | None, float | None]:
-    """(verdict, delta, relative delta) of a cell whose counts are filled in."""
+def _verdict(cell: dict[str, Any], tolerance: Tolerance) -> dict[str, Any]:
+    """verdict, delta, relative delta, band, interval of a cell whose counts are filled in."""
+    out: dict[str, Any] = dict.fromkeys(("delta", "rel_delta", "band", "halfwidth", "ci_low", "ci_high"))
+    if cell["n"] and cell["mean"] is not None:
+        half = tolerance.halfwidth(cell["std"], cell["n"])
+        if half is not None:
+            out.update(halfwidth=half, ci_low=cell["mean"] - half, ci_high=cell["mean"] + half)
     if cell["reference_only"]:
-        return "reference only", None, None
+        return {**out, "verdict": "reference only"}
     if cell["variant"]:
-        return "other recipe: not compared", None, None
+        return {**out, "verdict": "other recipe: not compared"}
     if cell["n"] == 0:
         if cell["recipe_status"] != "ok" and not cell["run_ids"]:
-            return cell["recipe_status"], None, None
+            return {**out, "verdict": cell["recipe_status"]}
         for key, label in (
             ("n_incomplete", "incomplete"),
             ("n_pending", "pending"),
@@ -371,21 +454,26 @@ def _verdict(cell: dict[str, Any], tolerance: Tolerance) -> tuple[str, float | N
             ("n_standin", "stand-in weights only"),
         ):
             if cell[key]:
-                return label, None, None
-        return "not run", None, None
+                return {**out, "verdict": label}
+        return {**out, "verdict": "not run"}
     if cell["mixed_fingerprints"]:
-        return "not comparable (mixed protocol fingerprints)", None, None
+        return {**out, "verdict": "not comparable (mixed protocol fingerprints)"}
     if cell["reported"] is None:
-        return "no reported value", None, None
+        return {**out, "verdict": "no reported value"}
     delta = cell["mean"] - cell["reported"]
-    rel = delta / cell["reported"] if cell["reported"] else None
+    out.update(delta=delta, rel_delta=delta / cell["reported"] if cell["reported"] else None)
     if cell["reported_protocol"] != cell["our_protocol"]:
-        return "not comparable (protocol)", delta, rel
+        return {**out, "verdict": "not comparable (protocol)"}
     if cell["preset"] != "paper":
-        return "not comparable (preset)", delta, rel
-    within = abs(delta) <= tolerance.band(cell["reported"], cell["std"])
-    verdict = "within" if within else "outside"
-    return (verdict + (" (n=1)" if cell["n"] == 1 else "")), delta, rel
+        return {**out, "verdict": "not comparable (preset)"}
+    if cell["not_compared"]:
+        return {**out, "verdict": "not comparable (configuration)"}
+    band = tolerance.band(cell["metric"], cell["reported"])
+    within = abs(delta) <= band + (out["halfwidth"] or 0.0)
+    verdict = ("within" if within else "outside") + (
+        "" if out["halfwidth"] is not None else f" (n={cell['n']})"
+    )
+    return {**out, "band": band, "verdict": verdict}
 
 
 def _alternatives_text(others: list[dict[str, Any]]) -> str:
@@ -403,26 +491,33 @@ def build_table(
     options: BuildOptions | None = None,
     *,
     recipes_root: Path | None = None,
+    recipe_cache: dict[tuple[Any, ...], CellRecipe] | None = None,
 ) -> TableResult:
-    """Every cell of ``table`` from the runs and the reported numbers (see the module docstring)."""
+    """Every cell of ``table`` from the runs and the reported numbers (see the module docstring).
+    ``recipe_cache`` may be shared by the tables of one invocation (recipes resolve once)."""
     options = options or BuildOptions()
     preset = options.preset or table.default_preset
     tolerance = options.tolerance or table.tolerance
     readable = [r for r in runs if r.info is not None and r.status != "unreadable"]
+    conflicts = rep.conflicts(reported)
+    # the candidate rows of each (paper, method, dataset, metric), split once instead of per cell
+    by_cell = reported.groupby(["paper", "method", "dataset", "metric"]).indices
+    empty: list[int] = []
     cell_rows: list[dict[str, Any]] = []
     run_rows: list[dict[str, Any]] = []
-    recipes: dict[tuple[str, str], CellRecipe] = {}
+    cache = {} if recipe_cache is None else recipe_cache
     for protocol in table.protocols:
         metric = get_protocol(protocol).metric
         for row in table.rows:
             source = row.source or table.source
             for column in table.columns:
                 key = (row.method, column.dataset)
-                if key not in recipes:
-                    recipes[key] = resolve_cell(table, row.method, column.dataset, preset, recipes_root)
-                cell_recipe = recipes[key]
+                ident = (str(recipes_root or recipes_dir()), *key, preset, tuple(table.set), table.backbone)
+                if ident not in cache:
+                    cache[ident] = resolve_cell(table, row.method, column.dataset, preset, recipes_root)
+                cell_recipe = cache[ident]
                 primary, others = rep.lookup(
-                    reported,
+                    reported.iloc[by_cell.get((source.paper, row.method, column.dataset, metric), empty)],
                     paper=source.paper,
                     method=row.method,
                     dataset=column.dataset,
@@ -467,7 +562,11 @@ def build_table(
                     "verification": primary["verification"] if primary else None,
                     "reported_selection": primary["selection"] if primary else None,
                     "alternatives": _alternatives_text(others),
+                    "conflicts": rep.conflict_notes(conflicts, primary) if primary else [],
+                    "metric": metric,
                     "lower_is_better": LOWER_IS_BETTER[metric],
+                    "row_group": row.group,
+                    "not_compared": row.not_compared,
                 }
                 groups = [(False, expected, [r for r in cell_runs if not r["variant"]])]
                 for other in sorted(
@@ -479,12 +578,13 @@ def build_table(
                 for is_variant, recipe_hash, group in groups:
                     aggregate = _aggregate(pd.DataFrame(group, columns=RUN_COLUMNS))
                     cell = {**common, "variant": is_variant, "recipe_hash": recipe_hash, **aggregate}
-                    cell["verdict"], cell["delta"], cell["rel_delta"] = _verdict(cell, tolerance)
+                    cell.update(_verdict(cell, tolerance))
                     cell["flags"] = _flags(cell, options.checkpoint)
                     cell_rows.append(cell)
     cells = pd.DataFrame(cell_rows)
+    _mark_sections(cells)
     _mark_best(cells)
-    cells = cells.reindex(columns=[*CELL_COLUMNS, "selected_splits"])
+    cells = cells.reindex(columns=[*CELL_COLUMNS, "selected_splits", "metric"])
     return TableResult(
         table=table,
         preset=preset,
@@ -529,6 +629,9 @@ def _flags(cell: dict[str, Any], checkpoint: str) -> list[str]:
         )
     if cell["alternatives"]:
         flags.append(f"other reported versions: {cell['alternatives']}")
+    flags.extend(cell["conflicts"])
+    if cell["not_compared"] and cell["reported"] is not None and not cell["variant"]:
+        flags.append(f"not compared with our runs: {cell['not_compared']}")
     if cell["variant"]:
         flags.append(
             f"runs of another recipe (hash {str(cell['recipe_hash'])[:8]}, e.g. --set overrides or an "
@@ -548,28 +651,105 @@ def _flags(cell: dict[str, Any], checkpoint: str) -> list[str]:
     return flags
 
 
+#: section kinds, in the order they are shown
+SECTION_ORDER = ("ours", "other", "mixed", "unknown", "none")
+
+
+def section_of(protocols: set[str], table_protocol: str) -> tuple[str, str]:
+    """(kind, protocol) of a row from the protocols of its reported numbers in one sub-table."""
+    if not protocols:
+        return "none", ""
+    if len(protocols) > 1:
+        return "mixed", ""
+    (protocol,) = protocols
+    if protocol == rep.UNKNOWN_PROTOCOL:
+        return "unknown", ""
+    return ("ours" if protocol == table_protocol else "other"), protocol
+
+
+def _mark_sections(cells: pd.DataFrame) -> None:
+    """``section`` (kind, protocol, row group) of every cell's row and ``rank_group`` of every reported
+    number that may be ranked: its sub-table, column, stated protocol and row group."""
+    cells["section"] = None
+    cells["rank_group"] = None
+    if cells.empty:
+        return
+    main = cells[~cells["variant"]]
+    for (protocol, method, label), group in main.groupby(["protocol", "method", "row"], sort=False):
+        stated = {
+            str(p) for p, v in zip(group["reported_protocol"], group["reported"], strict=True) if pd.notna(v)
+        }
+        kind, shown = section_of(stated, protocol)
+        row_group = group["row_group"].iloc[0] or ""
+        rows = (cells["protocol"] == protocol) & (cells["method"] == method) & (cells["row"] == label)
+        index = cells[rows].index
+        cells.loc[index, "section"] = pd.Series([(kind, shown, row_group)] * len(index), index=index)
+    rankable = (
+        ~cells["variant"]
+        & cells["reported"].notna()
+        & cells["reported_protocol"].notna()
+        & (cells["reported_protocol"] != rep.UNKNOWN_PROTOCOL)
+    )
+    for i in cells[rankable].index:
+        cell = cells.loc[i]
+        cells.at[i, "rank_group"] = (
+            f"{cell['protocol']}|{cell['dataset']}|{cell['reported_protocol']}|{cell['row_group'] or ''}"
+        )
+
+
 def _mark_best(cells: pd.DataFrame) -> None:
-    """Best reported and best reproduced value per (protocol, column), by the metric's direction."""
+    """Best reported value per rank group and best reproduced value per (protocol, column), by the
+    metric's direction; a group of one value has no best."""
     cells["is_best_reported"] = False
     cells["is_best_ours"] = False
     if cells.empty:
         return
-    main = cells[~cells["variant"]]
-    for _key, group in main.groupby(["protocol", "dataset"], sort=False):
-        lower = bool(group["lower_is_better"].iloc[0])
-        for value_col, flag_col in (("reported", "is_best_reported"), ("mean", "is_best_ours")):
+
+    def mark(frame: pd.DataFrame, keys: list[str], value_col: str, flag_col: str) -> None:
+        for _key, group in frame.groupby(keys, sort=False):
             values = group[value_col].dropna().astype(float)
-            if values.empty:
+            if len(values) < 2:
                 continue
-            best = values.min() if lower else values.max()
+            best = values.min() if bool(group["lower_is_better"].iloc[0]) else values.max()
             cells.loc[values[values == best].index, flag_col] = True
 
+    mark(cells[cells["rank_group"].notna()], ["rank_group"], "reported", "is_best_reported")
+    ours = cells[~cells["variant"] & (cells["n"] > 0)]
+    mark(ours, ["protocol", "dataset"], "mean", "is_best_ours")
 
-def with_tolerance(table: TableDef, std_factor: float | None, relative: float | None) -> Tolerance:
-    """The table's tolerance with CLI overrides applied."""
-    tolerance = table.tolerance
-    if std_factor is not None:
-        tolerance = replace(tolerance, std_factor=std_factor)
-    if relative is not None:
-        tolerance = replace(tolerance, relative=relative)
+
+def parse_tolerance(specs: list[str], confidence: float | None, base: Tolerance) -> Tolerance:
+    """``base`` with CLI overrides: ``METRIC:rel=R,abs=A`` (either part may be left out) and the
+    interval's confidence."""
+    metrics = dict(base.metrics)
+    for spec in specs:
+        metric, _, rest = spec.partition(":")
+        if metric not in rep.METRICS or not rest:
+            raise DeganError(
+                f"--tolerance {spec!r} is not METRIC:rel=R,abs=A",
+                fix=f"METRIC is one of {', '.join(rep.METRICS)}",
+            )
+        values = {"rel": metrics[metric].relative, "abs": metrics[metric].absolute}
+        for part in rest.split(","):
+            key, _, number = part.partition("=")
+            try:
+                if key not in values:
+                    raise ValueError
+                values[key] = float(number)
+            except ValueError:
+                raise DeganError(
+                    f"--tolerance {spec!r}: cannot read {part!r}", fix="use e.g. fid:rel=0.05,abs=0.5"
+                ) from None
+        metrics[metric] = MetricTolerance(relative=values["rel"], absolute=values["abs"])
+    tolerance = Tolerance(
+        metrics=metrics,
+        confidence=base.confidence if confidence is None else confidence,
+        min_seeds=base.min_seeds,
+    )
+    try:
+        tolerance.check()
+    except ValueError as err:
+        raise DeganError(
+            f"--tolerance/--confidence: {err}", fix="use relative in [0, 1], absolute >= 0"
+        ) from None
     return tolerance

@@ -25,6 +25,8 @@ values for ``diffaugment_cifar`` (BigGAN-PyTorch) / ``studiogan_cifar`` (StudioG
   its shortcut also holds, so the shortcut of D blocks 2-4 reads relu(x); BigGAN-PyTorch's reads x.
   Checked against the official class: with the switch off, its logits differ.
 - ``zero_bias_init``: false (torch's default bias init kept) / true.
+- ``sample_mode``: ``train`` (G_ema samples in training mode with each 50-image batch's batch-norm
+  statistics: the scripts pass no --G_eval_mode) / ``eval`` (running statistics).
 
 Everything else is shared: G = linear z -> 4x4 x (4 * g_ch), three up-sampling residual blocks
 (conditional BN, ReLU, nearest 2x, 3x3 conv, conditional BN, ReLU, 3x3 conv; 1x1 conv shortcut), BN,
@@ -93,6 +95,15 @@ class BigGANConfig:
     d_shortcut_relu: bool = param(
         False, help="D blocks 2-4 feed relu(x) to their shortcut (StudioGAN's in-place ReLU) instead of x"
     )
+    sample_mode: Literal["train", "eval"] = param(
+        "train",
+        help="how G (G_ema) samples for grids and metrics: 'train' = in training mode, batch-norm statistics "
+        "of each sampling batch (BigGAN-PyTorch without --G_eval_mode, as DiffAugment/DigGAN's scripts "
+        "run); 'eval' = running statistics (StudioGAN's default)",
+    )
+    sample_batch: int = param(
+        50, help="sampling batch with sample_mode train (BigGAN-PyTorch samples G_batch_size = 50)", min=1
+    )
 
     def check(self) -> None:
         if self.hier and self.shared_dim == 0:
@@ -124,6 +135,7 @@ PRESETS: dict[str, BigGANConfig] = {
         init="ortho",
         zero_bias_init=True,
         d_shortcut_relu=True,
+        sample_mode="eval",
     ),
 }
 

@@ -26,6 +26,14 @@ class Layers:
         self.embedding: Callable[..., nn.Embedding] = partial(SNEmbedding, **opts) if sn else nn.Embedding
 
 
+def batch_norm(bn: nn.BatchNorm2d, x: torch.Tensor, eval_batch_stats: bool) -> torch.Tensor:
+    """``bn(x)``, except in eval mode with ``eval_batch_stats``: normalize with this batch's statistics and
+    leave the running ones untouched (BigGAN-PyTorch's training-mode sampling, made side-effect free)."""
+    if bn.training or not eval_batch_stats:
+        return bn(x)
+    return F.batch_norm(x, None, None, bn.weight, bn.bias, True, 0.0, bn.eps)
+
+
 class ConditionalBatchNorm2d(nn.Module):
     """BN without affine, then ``(1 + gain(y)) * x + bias(y)``.
 
@@ -39,6 +47,7 @@ class ConditionalBatchNorm2d(nn.Module):
     ) -> None:
         super().__init__()
         self.bn = nn.BatchNorm2d(channels, eps=eps, momentum=momentum, affine=False)
+        self.eval_batch_stats = False  # set by the Generator (sample_mode)
         if cond_dim == 0:
             self.gain: nn.Module = nn.Embedding(num_classes, channels)
             self.bias: nn.Module = nn.Embedding(num_classes, channels)
@@ -49,7 +58,7 @@ class ConditionalBatchNorm2d(nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         gain = (1 + self.gain(y)).view(len(y), -1, 1, 1)
         bias = self.bias(y).view(len(y), -1, 1, 1)
-        return self.bn(x) * gain + bias
+        return batch_norm(self.bn, x, self.eval_batch_stats) * gain + bias
 
 
 class SelfAttention(nn.Module):

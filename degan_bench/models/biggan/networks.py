@@ -28,6 +28,7 @@ from degan_bench.models.biggan.layers import (
     GBlock,
     Layers,
     SelfAttention,
+    batch_norm,
 )
 
 BOTTOM = 4  # G's first feature map is 4x4
@@ -90,6 +91,14 @@ class Generator(nn.Module):
         self.out_bn = nn.BatchNorm2d(self.channels, eps=cfg.bn_eps, momentum=cfg.bn_momentum)
         self.out_conv = layers.conv(self.channels, IMG_CHANNELS, kernel_size=3, padding=1)
         init_weights(self, cfg.init, cfg.zero_bias_init)
+        # sample_mode train: in eval mode the BNs still normalize with the batch's statistics (without
+        # touching the running ones), as BigGAN-PyTorch samples G_ema in training mode without
+        # --G_eval_mode. The evaluator reads sampling_batch: with batch statistics it is part of the protocol.
+        for module in self.modules():
+            if isinstance(module, ConditionalBatchNorm2d):
+                module.eval_batch_stats = cfg.sample_mode == "train"
+        self.eval_batch_stats = cfg.sample_mode == "train"
+        self.sampling_batch: int | None = cfg.sample_batch if cfg.sample_mode == "train" else None
 
     def stem(self, z: torch.Tensor, c: torch.Tensor | None) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         y = labels_from_onehot(c, self.c_dim, len(z))
@@ -111,7 +120,7 @@ class Generator(nn.Module):
                 i += 1
             else:
                 h = block(h)
-        return torch.tanh(self.out_conv(torch.relu(self.out_bn(h))))
+        return torch.tanh(self.out_conv(torch.relu(batch_norm(self.out_bn, h, self.eval_batch_stats))))
 
     def forward(
         self,
