@@ -331,3 +331,29 @@ def test_stylegan2_smoke_with_r1_on_the_raw_reals(tmp_path: Path) -> None:
     assert losses["Loss/D/diggan"] > 0 and losses["Loss/Dreg/r1_penalty"] > 0
     state = ckpt.load_checkpoint(ckpt.list_checkpoints(tmp_path / "sg2")["last"])["method"]["state"]
     assert state["prev_fake"].shape == (4,)
+
+
+# -- the DigGAN CIFAR table ----------------------------------------------------------------------------
+def test_cifar_table_is_diggans_rows_with_diggans_own_baselines() -> None:
+    from degan_bench.results.reported import load_reported
+    from degan_bench.results.tables import build_table, load_table
+
+    table = load_table("diggan-cifar")
+    rows = [(r.method, r.label, r.source.paper if r.source else None) for r in table.rows]
+    assert rows == [
+        ("diggan-baseline", "BigGAN", "diggan"),
+        ("diggan", "BigGAN + DigGAN", "diggan"),
+        ("diggan-diffaugment-baseline", "BigGAN + DA", "diggan"),
+        ("diggan-diffaugment", "BigGAN + DA + DigGAN", "diggan"),
+        ("lecam", "BigGAN + DA + LeCam", "lecam"),
+    ]
+    cells = build_table(table, [], load_reported()).cells
+    ten = cells[(cells.dataset == "cifar10-10pct") & (cells.protocol == "is10k")].set_index("method")
+    for method in ("diggan-baseline", "diggan", "diggan-diffaugment-baseline", "diggan-diffaugment"):
+        assert ten.loc[method, "recipe_status"] == "ok"
+        assert ten.loc[method, "recipe_hash"] == resolve_recipe(method, "cifar10-10pct").hash
+        assert resolve_recipe(method, "cifar10-10pct").recipe.training.epochs == 10000
+    # no DiffAugment number stands in for DigGAN's baselines; the aggregator's DigGAN row is DA + DigGAN
+    assert ten.loc[["diggan-baseline", "diggan", "diggan-diffaugment-baseline"], "reported"].isna().all()
+    assert ten.loc["diggan-diffaugment", "reported"] == 8.32
+    assert set(cells[cells.reported.notna()].reported_paper) == {"diggan", "lecam"}
