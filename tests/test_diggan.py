@@ -357,3 +357,47 @@ def test_cifar_table_is_diggans_rows_with_diggans_own_baselines() -> None:
     assert ten.loc[["diggan-baseline", "diggan", "diggan-diffaugment-baseline"], "reported"].isna().all()
     assert ten.loc["diggan-diffaugment", "reported"] == 8.32
     assert set(cells[cells.reported.notna()].reported_paper) == {"diggan", "lecam"}
+
+
+# -- two processes: the stored norms span the global batch ---------------------------------------------
+WORKER = """
+import sys
+from pathlib import Path
+from degan_bench.recipes.loader import resolve_file
+from degan_bench.training.execute import execute_run
+
+recipe = resolve_file(Path(sys.argv[2]), "smoke", sys.argv[3:])
+execute_run(recipe, seed=0, out=Path(sys.argv[1]), device="cpu", evaluate=False, handle_signals=False,
+            tensorboard=False)
+"""
+
+
+@pytest.mark.slow
+def test_two_processes_store_every_processs_norms(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"}
+    worker = tmp_path / "worker.py"
+    worker.write_text(WORKER)
+    sets = [
+        "data.resolution=16", "model.z_dim=16", "model.w_dim=16", "model.mapping_layers=2",
+        "model.channel_base=128", "model.channel_max=16", "training.batch=8", "training.batch_gpu=2",
+        "training.kimg=0.032", "training.kimg_per_tick=0.016", "training.snapshot_ticks=1",
+        "loss.r1_interval=2", "method=diggan", "diggan.weight=10", "diggan.policy=translation,cutout",
+    ]  # fmt: skip
+
+    # One launch (~25 s on 2 cores): exact resume itself is the single-process test above; here the point
+    # is that rank 0's checkpoint holds the norms of both processes (2 x batch_gpu 2), which every process
+    # reloads whole and slices by its rank.
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(worker), str(tmp_path / "run"), str(SHAPES), *sets]  # fmt: skip
+    done = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    payload = ckpt.load_checkpoint(ckpt.list_checkpoints(tmp_path / "run")["last"])
+    assert payload["cur_nimg"] == 32 and len(payload["rng"]) == 2
+    state = payload["method"]["state"]
+    assert state["prev_fake"].shape == state["prev_real"].shape == (4,)
+    assert torch.isfinite(state["prev_fake"]).all() and (state["prev_real"] > 0).all()
