@@ -26,6 +26,9 @@ method                     row                                          DiffAugm
 ``baseline``
 ========================== ============================================ =============================
 
+The low-shot table labels its row just "DigGAN" (no released code, base not stated): those cells are
+``diggan`` recipes whose deviations state the base chosen (DiffAugment's StyleGAN2) and lambda.
+
 The stored norms span the global batch (gathered over processes in rank order), so a checkpoint
 written by rank 0 holds every process's values and resume is exact.
 """
