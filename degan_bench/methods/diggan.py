@@ -16,15 +16,14 @@ does (empty = none), and the norms are taken w.r.t. the augmented images, as off
 names are the rows of DigGAN's tables, which train their own baselines (the DigGAN repository's
 scripts without ``--use_DigGAN``; its 10 % runs train twice as long as DiffAugment's):
 
-========================== ============================================ =============================
-method                     row                                          DiffAugment policy
-========================== ============================================ =============================
-``diggan``                 + DigGAN                                     none by default
-``diggan-diffaugment``     + DA + DigGAN                                required
-``diggan-baseline``        the backbone as DigGAN's scripts train it    none
-``diggan-diffaugment-``    + DA as DigGAN's scripts train it            required
-``baseline``
-========================== ============================================ =============================
+=================================  ==========================================  ===================
+method                             row                                         DiffAugment policy
+=================================  ==========================================  ===================
+``diggan``                         + DigGAN                                    none by default
+``diggan-diffaugment``             + DA + DigGAN                               required
+``diggan-baseline``                the backbone as DigGAN's scripts train it   none
+``diggan-diffaugment-baseline``    + DA as DigGAN's scripts train it           required
+=================================  ==========================================  ===================
 
 The low-shot table labels its row just "DigGAN" (no released code, base not stated): those cells are
 ``diggan`` recipes whose deviations state the base chosen (DiffAugment's StyleGAN2) and lambda.
