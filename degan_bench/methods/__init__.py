@@ -13,6 +13,8 @@ from degan_bench.schema import did_you_mean
 #: method names of the product; those without a module yet are reported as not implemented
 KNOWN_METHODS: tuple[str, ...] = (
     "stylegan2", "biggan", "ada", "diffaugment", "fakeclr", "insgen", "diggan", "lottery",
+    # DigGAN's table rows besides "+ DigGAN": with DiffAugment, and the baselines as its scripts train them
+    "diggan-diffaugment", "diggan-baseline", "diggan-diffaugment-baseline",
 )  # fmt: skip
 
 _BUILTIN: tuple[str, ...] = (
@@ -22,6 +24,7 @@ _BUILTIN: tuple[str, ...] = (
     "degan_bench.methods.insgen",
     "degan_bench.methods.fakeclr",
     "degan_bench.methods.lottery",
+    "degan_bench.methods.diggan",
 )
 
 _REGISTRY: dict[str, type[Method]] = {}

@@ -21,7 +21,9 @@ phases per minibatch (StyleGAN2: ``G`` [``Greg``] ``D`` [``Dreg``] with lazy int
 
 A method that needs gradients w.r.t. D's (augmented) inputs sets ``needs_d_input_grad``: the
 objective then hands ``DStep.fakes_aug`` / ``reals_aug`` as tensors that require grad and were fed to
-D as they are. A method bound to some objectives lists them in ``objectives``.
+D as they are (leaves; under StyleGAN2's R1 on the raw reals in the same pass, ``reals_aug`` is the
+augmented image of R1's leaf); StyleGAN2 runs those D passes eagerly in full precision, as its R1
+passes (double backward). A method bound to some objectives lists them in ``objectives``.
 
 A method owns extra state through ``modules()`` (``nn.Module`` s moved to the device and
 checkpointed), ``optimizers()`` (checkpointed, stepped by the method itself in its hooks) and

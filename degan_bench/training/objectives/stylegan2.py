@@ -179,11 +179,21 @@ class StyleGAN2Loss:
     ) -> PhaseResult:
         with torch.no_grad(), self.autocast():
             fakes, _ws = self.generate(z, c)
-        with self.autocast():
-            fakes_aug = self.method.augment(fakes)
-            fake_logits, fake_features = self.run_D(fakes_aug, c)
+        input_grad = self.method.needs_d_input_grad
+        if input_grad:
+            # A penalty on grad_x D (DigGAN) needs double backward: like R1, the pass runs eagerly in full
+            # precision, on a leaf that D consumes as it is.
+            fakes_aug = self.method.augment(fakes).detach().requires_grad_(True)
+            fake_logits, fake_features = self.run_D(fakes_aug, c, fast=False)
             loss_fake = F.softplus(fake_logits.float()).mean()
-        reals_aug, real_logits, real_features, r1_target = self._real_pass(reals, real_c, with_r1)
+        else:
+            with self.autocast():
+                fakes_aug = self.method.augment(fakes)
+                fake_logits, fake_features = self.run_D(fakes_aug, c)
+                loss_fake = F.softplus(fake_logits.float()).mean()
+        reals_aug, real_logits, real_features, r1_target = self._real_pass(
+            reals, real_c, with_r1, input_grad=input_grad
+        )
         loss_real = F.softplus(-real_logits.float()).mean()
         step = DStep(
             reals=reals,
@@ -239,15 +249,21 @@ class StyleGAN2Loss:
         return PhaseResult({"Loss/Dreg/r1_penalty": r1_penalty}, step)
 
     # -- pieces ----------------------------------------------------------------------------------
-    def _real_pass(self, reals: torch.Tensor, real_c: torch.Tensor, with_r1: bool):
+    def _real_pass(
+        self, reals: torch.Tensor, real_c: torch.Tensor, with_r1: bool, *, input_grad: bool = False
+    ):
+        """D on the augmented reals. ``input_grad``: ``reals_aug`` requires grad for the method's penalty
+        (a leaf, except under R1 on the raw reals, where it is the augmented image of R1's leaf)."""
         raw_target = with_r1 and self.cfg.r1_on == "raw"
         reals_in = reals.detach().requires_grad_(raw_target)
         # R1 needs double backward; compiled graphs do not support it, so R1 passes run eagerly.
-        fast = not with_r1
-        ctx = contextlib.nullcontext() if with_r1 else self.autocast()
+        double_backward = with_r1 or input_grad
+        fast = not double_backward
+        ctx = contextlib.nullcontext() if double_backward else self.autocast()
         with ctx:
             reals_aug = self.method.augment(reals_in)
-            if with_r1 and self.cfg.r1_on == "augmented":
+            augmented_r1 = with_r1 and self.cfg.r1_on == "augmented"
+            if augmented_r1 or (input_grad and not reals_aug.requires_grad):
                 reals_aug = reals_aug.detach().requires_grad_(True)
             real_logits, real_features = self.run_D(reals_aug, real_c, fast=fast)
         r1_target = reals_in if raw_target else reals_aug
