@@ -55,6 +55,30 @@ def test_run_dry_run_writes_nothing(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def test_run_dry_run_names_the_backbone(tmp_path: Path) -> None:
+    default = invoke("--runs-dir", str(tmp_path), "run", "diffaugment", "cifar10-10pct", "--dry-run")
+    assert default.exit_code == 0, default.output
+    assert "backbone: biggan (hinge)" in default.output and "25000 kimg at 32px, batch 50" in default.output
+    other = invoke(
+        "--runs-dir",
+        str(tmp_path),
+        "run",
+        "diffaugment",
+        "cifar10-10pct",
+        "--backbone",
+        "stylegan2",
+        "--dry-run",
+    )
+    assert other.exit_code == 0, other.output
+    assert (
+        "backbone: stylegan2 (ns_r1)" in other.output
+        and "diffaugment-cifar10-10pct-stylegan2-paper-s0-" in (other.output)
+    )
+    listing = invoke("recipes", "list", "diffaugment")
+    assert listing.exit_code == 0 and "biggan" in listing.output and "stylegan2" in listing.output
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_doctor_reports_the_machine() -> None:
     result = invoke("doctor")
     assert result.exit_code == 0, result.output
@@ -74,6 +98,15 @@ def test_doctor_reports_the_machine() -> None:
             ["recipes", "show", "stylegan2", "obama-100", "--set", "training.bacth=1"],
             "did you mean 'training.batch'",
         ),
+        (
+            ["run", "diffaugment", "cifar10-10pct", "--backbone", "sngan"],
+            "available backbones for this cell: biggan, stylegan2 (--backbone)",
+        ),
+        (
+            ["run", "biggan", "cifar10-10pct", "--set", "training.kimg=5"],
+            "training.epochs and training.kimg are both given",
+        ),
+        (["run", "ada", "cifar10-10pct"], "no recipe for ada x cifar10-10pct"),
     ],
 )
 def test_user_errors_are_one_line_with_exit_code_2(args: list[str], message: str) -> None:
