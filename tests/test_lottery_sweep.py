@@ -166,3 +166,40 @@ def test_slurm_chain_script_submits_each_round_after_the_previous(recipes: Path,
     assert f"bash {driver}" in cli.output.replace("\n", "")
     syntax = subprocess.run(["bash", "-n", str(driver)], capture_output=True, text=True, check=False)
     assert syntax.returncode == 0, syntax.stderr
+
+
+def test_rows_of_one_method_are_a_sparsity_axis_with_their_own_runs_and_numbers(tmp_path: Path) -> None:
+    """lottery-cifar: six rows of the lottery recipe told apart by their row ``set``; each cell takes only
+    its own recipe's runs (no sibling row's run as a variant) and its numbers by ``reported_method``."""
+    from results_support import make_run
+
+    from degan_bench.results.reported import load_reported
+    from degan_bench.results.store import scan_runs
+    from degan_bench.results.tables import build_table, resolve_cell
+
+    table = load_table("lottery-cifar")
+    rows = {row.label: row for row in table.rows}
+    cells = {label: resolve_cell(table, "lottery", "cifar10-10pct", "paper", row_set=row.set) for label, row
+             in rows.items()}  # fmt: skip
+    hashes = {label: cell.resolved.hash for label, cell in cells.items() if cell.resolved}
+    assert len(set(hashes.values())) == 6  # six distinct recipes of one method and dataset
+    dense, ticket = cells["Dense BigGAN"].resolved, cells["Sparse BigGAN Tickets + DiffAug + AdvAug"].resolved
+    assert dense.data["lottery"]["stage"] == "find" and dense.data["lottery"]["round"] == 0
+    assert (
+        ticket.data["lottery"]
+        == resolve_cell(table, "lottery", "cifar10-10pct", "paper").resolved.data["lottery"]
+    )
+    runs = tmp_path / "runs"
+    make_run(runs, "dense-run", dense, 0)
+    make_run(runs, "ticket-run", ticket, 0)
+    result = build_table(table, scan_runs([runs]), load_reported())
+    c10 = result.cells[(result.cells["dataset"] == "cifar10-10pct")]
+    assert not c10["variant"].any()  # neither run shows up as a variant of another row
+    by_row = c10.set_index("row")
+    assert "dense-run" in str(by_row.loc["Dense BigGAN", "run_ids"])
+    assert "ticket-run" not in str(by_row.loc["Dense BigGAN", "run_ids"])
+    assert "ticket-run" in str(by_row.loc["Sparse BigGAN Tickets + DiffAug + AdvAug", "run_ids"])
+    reported = by_row["reported"].to_dict()
+    assert reported["Dense BigGAN"] == 26.44 and reported["Sparse BigGAN Tickets + DiffAug"] == 16.74
+    assert reported["Sparse BigGAN Tickets + DiffAug + AdvAug"] == 14.38
+    assert by_row.loc["Dense BigGAN + DiffAug", "n"] == 0  # its recipe has no run here
