@@ -49,7 +49,11 @@ def sweep_command(
         bool, typer.Option("--dry-run", help="Print the jobs and a GPU-hour estimate; run nothing.")
     ] = False,
     backend: Annotated[
-        str, typer.Option(help="local (a queue on this machine) | slurm (an sbatch job array).")
+        str,
+        typer.Option(
+            help="local (a queue on this machine) | slurm (an sbatch job array; chained runs such as IMP "
+            "rounds: one sbatch each with --dependency=afterok)."
+        ),
     ] = "local",
     submit: Annotated[
         bool, typer.Option(help="slurm: submit the script with sbatch (default: only write and print it).")
@@ -184,7 +188,8 @@ def _print_estimate(jobs: list, stored: list, costs: list) -> None:
         shown = "-" if hours is None else f"{hours:.2f}"
         console.print(
             f"{job.state:<11}{f'{job.done_kimg:g}/{job.total_kimg:g}':>17}{rate:>12}{shown:>9}  "
-            f"{job.name} [{', '.join(job.tables)}]",
+            f"{job.name} [{', '.join(job.tables)}]"
+            + (f" after {', '.join(d.name for d in job.depends_on)}" if job.depends_on else ""),
             highlight=False,
             soft_wrap=True,
             markup=False,
@@ -202,26 +207,63 @@ def _print_estimate(jobs: list, stored: list, costs: list) -> None:
 
 
 def _slurm(todo: list, log_dir: Path, *, submit: bool, evaluate: bool, options: dict) -> None:
+    """Independent jobs as one array script; chained ones (``depends_on``) as a driver that submits one
+    sbatch per job with ``--dependency=afterok`` (see degan_bench/dispatch/slurm.py)."""
     from degan_bench.core.rundir import utc_now
-    from degan_bench.dispatch.slurm import SlurmOptions, sbatch_script
+    from degan_bench.dispatch.jobs import chain
+    from degan_bench.dispatch.slurm import SlurmOptions, chain_script, sbatch_script
     from degan_bench.dispatch.slurm import submit as sbatch_submit
 
-    if not todo:
-        console.print("nothing to submit: every job is complete", highlight=False)
+    queued = {id(job) for job in todo}
+    runnable, blocked = [], []
+    for job in todo:  # in dependency order, so a blocked dependency is known before its dependents
+        bad = [d for d in job.depends_on if d.state != "complete" and (id(d) not in queued
+               or d in blocked)]  # fmt: skip
+        (blocked if bad else runnable).append(job)
+        if bad:
+            console.print(f"[yellow]not submitted[/] {job.name}: its dependency {bad[0].name} is "
+                          f"{bad[0].state}", highlight=False, soft_wrap=True)  # fmt: skip
+    linked = {id(link) for job in runnable if job.depends_on for link in chain(job)}
+    chained = [job for job in runnable if id(job) in linked]
+    single = [job for job in runnable if id(job) not in linked]
+    if not runnable:
+        console.print("nothing to submit: every job is complete (or blocked)", highlight=False)
         return
-    script = sbatch_script(
-        todo, log_dir, SlurmOptions(**options), python=sys.executable, workdir=Path.cwd(), evaluate=evaluate
-    )
+    opts = SlurmOptions(**options)
+    stamp = utc_now().replace(":", "")
     log_dir.mkdir(parents=True, exist_ok=True)
-    path = log_dir / f"sweep-{utc_now().replace(':', '')}.sbatch"
-    path.write_text(script, encoding="utf-8")
-    console.print(script, highlight=False, markup=False, soft_wrap=True)
-    if submit:
-        console.print(sbatch_submit(path), highlight=False)
-    else:
-        console.print(
-            f"wrote {path}; submit it with `sbatch {path}` (or rerun with --submit)", highlight=False
+    written: list[tuple[Path, bool]] = []
+    if single:
+        path = log_dir / f"sweep-{stamp}.sbatch"
+        path.write_text(sbatch_script(single, log_dir, opts, python=sys.executable, workdir=Path.cwd(),
+                                      evaluate=evaluate), encoding="utf-8")  # fmt: skip
+        written.append((path, False))
+    if chained:
+        path = log_dir / f"sweep-{stamp}-chains.sh"
+        path.write_text(chain_script(chained, log_dir, opts, python=sys.executable, workdir=Path.cwd(),
+                                     evaluate=evaluate), encoding="utf-8")  # fmt: skip
+        written.append((path, True))
+    for path, is_driver in written:
+        console.print(path.read_text(encoding="utf-8"), highlight=False, markup=False, soft_wrap=True)
+        if submit:
+            console.print(_run_driver(path) if is_driver else sbatch_submit(path), highlight=False)
+        else:
+            how = f"bash {path}" if is_driver else f"sbatch {path}"
+            console.print(f"wrote {path}; submit it with `{how}` (or rerun with --submit)", highlight=False)
+
+
+def _run_driver(path: Path) -> str:
+    import subprocess
+
+    from degan_bench.errors import DeganError
+
+    done = subprocess.run(["bash", str(path)], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise DeganError(
+            f"{path} failed: {done.stderr.strip() or done.stdout.strip()}",
+            fix="check that sbatch is on PATH; the jobs it printed before failing were submitted",
         )
+    return done.stdout.strip()
 
 
 def _rebuild_tables(tables: list, root: Path, preset: str | None, out: Path | None) -> None:

@@ -11,6 +11,11 @@ so the same job always lands in the same directory:
 - ``conflict``: the directory holds another recipe hash or seed, or cannot be read -> left alone and
   reported (never overwritten).
 
+Chains: a run that reads another run's artifacts (a lottery ticket reads the mask of its IMP round,
+IMP round k prunes round k - 1's final G; ``Method.prerequisites``) expands into one job per link, each
+with ``depends_on``; the jobs come out in an order where every job follows its dependencies, and the
+queues start a job only once its dependencies are complete.
+
 Estimates are kimg x device-seconds per kimg: measured from ``stats.jsonl`` of runs with the same
 recipe hash when there are any (median over ticks, the first tick excluded since it includes start-up),
 else from ``results/costs.yaml`` (published numbers for matching configurations), else unknown.
@@ -28,7 +33,7 @@ import yaml
 
 from degan_bench.errors import DeganError
 from degan_bench.paths import results_dir
-from degan_bench.recipes.loader import ResolvedRecipe
+from degan_bench.recipes.loader import ResolvedRecipe, default_backbone, parse_override, resolve_recipe
 from degan_bench.results.store import StoredRun, load_run
 from degan_bench.results.tables import TableDef, resolve_cell
 from degan_bench.training.runner import default_run_name
@@ -45,6 +50,7 @@ class Job:
     state: str = "new"
     done_kimg: float = 0.0
     note: str = ""
+    depends_on: list[Job] = field(default_factory=list)  # must be complete before this job starts
 
     @property
     def name(self) -> str:
@@ -62,6 +68,8 @@ class Job:
         """The ``degan-bench run`` command line that trains (or continues) this job."""
         r = self.resolved
         cmd = [python or sys.executable, "-m", "degan_bench", "run", r.method, r.dataset]
+        if r.model.arch != default_backbone(r.method, r.dataset):  # else the child resolves another recipe
+            cmd += ["--backbone", r.model.arch]
         cmd += ["--preset", r.preset, "--seed", str(self.seed), "--resume", "auto"]
         cmd += ["--out", str(self.run_dir), "--device", device]
         for override in r.overrides:
@@ -97,22 +105,61 @@ def expand_jobs(
         table_preset = preset or table.default_preset
         for row in table.rows:
             for column in table.columns:
-                cell = resolve_cell(table, row.method, column.dataset, table_preset, recipes_root)
+                cell = resolve_cell(table, row.method, column.dataset, table_preset, recipes_root, row.set)
                 if cell.resolved is None:
                     skipped.append(
                         SkippedCell(table.name, row.method, column.dataset, cell.status, cell.message)
                     )
                     continue
                 for seed in range(seeds or table.seeds):
-                    key = (cell.resolved.hash, seed)
-                    if key not in jobs:
-                        run_dir = runs_root / default_run_name(cell.resolved, seed)
-                        jobs[key] = Job(cell.resolved, seed, run_dir)
-                    if table.name not in jobs[key].tables:
-                        jobs[key].tables.append(table.name)
+                    job = _add_job(cell.resolved, seed, runs_root, jobs, recipes_root, table.backbone)
+                    for linked in chain(job):
+                        if table.name not in linked.tables:
+                            linked.tables.append(table.name)
     for job in jobs.values():
         refresh_state(job)
     return list(jobs.values()), skipped
+
+
+def merge_overrides(base: list[str], extra: list[str]) -> list[str]:
+    """``base`` then ``extra``, without the ``base`` overrides whose key ``extra`` sets again."""
+    keys = {tuple(parse_override(text)[0]) for text in extra}
+    return [text for text in base if tuple(parse_override(text)[0]) not in keys] + list(extra)
+
+
+def _add_job(resolved: ResolvedRecipe, seed: int, runs_root: Path, jobs: dict[tuple[str, int], Job],
+             recipes_root: Path | None, backbone: str, depth: int = 0) -> Job:  # fmt: skip
+    """The job of ``resolved`` x ``seed``, added to ``jobs`` after the jobs it depends on (recursively)."""
+    from degan_bench.methods import get_method
+
+    key = (resolved.hash, seed)
+    if key in jobs:
+        return jobs[key]
+    if depth > 1000:
+        raise DeganError(f"{resolved.method} x {resolved.dataset}: the chain of prerequisite runs does "
+                         "not end", fix="Method.prerequisites must lead to a run without any")  # fmt: skip
+    deps = []
+    for extra in get_method(resolved.method).prerequisites(resolved.method_config):
+        overrides = merge_overrides(resolved.overrides, extra)
+        dep = resolve_recipe(resolved.method, resolved.dataset, resolved.preset, overrides,
+                             root=recipes_root, backbone=backbone)  # fmt: skip
+        deps.append(_add_job(dep, seed, runs_root, jobs, recipes_root, backbone, depth + 1))
+    job = Job(resolved, seed, runs_root / default_run_name(resolved, seed), depends_on=deps)
+    jobs[key] = job
+    return job
+
+
+def chain(job: Job) -> list[Job]:
+    """``job`` and every job it depends on, directly or not (dependencies first, each once)."""
+    seen: dict[int, Job] = {}
+
+    def visit(j: Job) -> None:
+        for dep in j.depends_on:
+            visit(dep)
+        seen.setdefault(id(j), j)
+
+    visit(job)
+    return list(seen.values())
 
 
 def refresh_state(job: Job) -> Job:

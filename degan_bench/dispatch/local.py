@@ -4,6 +4,11 @@ Each job runs ``python -m degan_bench run ... --resume auto`` in its own process
 ``CUDA_VISIBLE_DEVICES`` set to its slot's GPU (empty, with ``--device cpu``, on the CPU slot), its output
 appended to ``<log dir>/<run name>.log``. A failed job is recorded and the queue goes on.
 
+Dependencies (``Job.depends_on``): a job starts only once every job it depends on is complete (on disk
+already, or finished complete in this queue); the queue hands a free slot to the first such job in
+order. A job whose dependency failed, stopped, was skipped or cannot run (a conflict) is skipped with
+``blocked_by`` naming it; the jobs that do not depend on it go on.
+
 Signals: the first SIGINT/SIGTERM (Ctrl-C) stops handing out jobs and forwards SIGTERM to every running
 job, which checkpoints and exits (``degan-bench sweep`` later resumes it); a second one forwards SIGTERM
 again, which makes the runs abort at once. Jobs live in their own sessions, so a terminal's Ctrl-C
@@ -36,10 +41,13 @@ class JobResult:
     log: Path
     seconds: float
     slot: str
+    blocked_by: str = ""  # the dependency that kept this job from starting
 
     @property
     def outcome(self) -> str:
-        """complete | stopped | failed | not started, from the exit code and the run directory."""
+        """complete | stopped | failed | skipped (a dependency is not complete) | not started."""
+        if self.blocked_by:
+            return "skipped"
         if self.returncode is None:
             return "not started"
         if self.returncode != 0:
@@ -123,8 +131,21 @@ class LocalQueue:
         )
         self._forward_stop()
 
+    def _blocker(self, job: Job, queued: set[int]) -> tuple[str, bool]:
+        """(name of a dependency that can no longer complete, or "", whether every one is complete)."""
+        ready = True
+        for dep in getattr(job, "depends_on", []):
+            if dep.state == "complete":
+                continue
+            if id(dep) not in queued:  # failed, stopped, skipped, or never part of this queue
+                why = getattr(dep, "note", "") or dep.state
+                return f"{dep.name} ({why})", False
+            ready = False
+        return "", ready
+
     def run(self, jobs: list[Job]) -> list[JobResult]:
-        """Run ``jobs`` in order over the slots; returns one result per job, in job order."""
+        """Run ``jobs`` over the slots in order, each after its dependencies (see the module docstring);
+        returns one result per job, in job order."""
         pending = list(jobs)
         results: dict[int, JobResult] = {}
         order = {id(job): i for i, job in enumerate(jobs)}
@@ -135,10 +156,23 @@ class LocalQueue:
                 previous[sig] = signal.signal(sig, self._handle_signal)
         try:
             while pending or self._running:
+                queued = {id(j) for j in pending} | {id(entry[1]) for entry in self._running.values()}
+                for job in list(pending):  # skip what a failed dependency blocks (transitively, in order)
+                    blocker, _ = self._blocker(job, queued)
+                    if blocker:
+                        pending.remove(job)
+                        queued.discard(id(job))
+                        log = self.log_dir / f"{job.name}.log"
+                        results[order[id(job)]] = JobResult(job, None, log, 0.0, "", blocked_by=blocker)
+                        self.on_event(f"skipped {job.name}: dependency {blocker} is not complete")
                 if not self.stop_requests:
                     for slot in self.slots:
-                        if pending and (slot or "cpu") not in self._running:
-                            self._start(pending.pop(0), slot)
+                        if (slot or "cpu") in self._running:
+                            continue
+                        ready = next((j for j in pending if self._blocker(j, queued)[1]), None)
+                        if ready is not None:
+                            pending.remove(ready)
+                            self._start(ready, slot)
                 for key, (process, job, log, started, handle) in list(self._running.items()):
                     code = process.poll()
                     if code is None:
@@ -147,6 +181,8 @@ class LocalQueue:
                     del self._running[key]
                     self.refresh(job)
                     result = JobResult(job, code, log, time.time() - started, key)
+                    if result.outcome != "complete" and not getattr(job, "note", ""):
+                        job.note = f"{result.outcome}, exit {code}"  # shown by the jobs it blocks
                     results[order[id(job)]] = result
                     self.on_event(f"{result.outcome} {job.name} (exit {code}, {result.seconds:.0f} s)")
                 if self.stop_requests and not self._running:

@@ -136,6 +136,13 @@ class Method:
     #: a baseline's own backbone (model.arch); None = the dataset's default backbone
     backbone: ClassVar[str | None] = None
 
+    @classmethod
+    def prerequisites(cls, config: Any) -> list[list[str]]:
+        """The runs this run reads artifacts from and that must be complete before it starts, each as
+        the ``--set`` overrides that turn this run's recipe into theirs (direct ones only: each is asked
+        in turn). ``degan-bench sweep`` runs them first. [] = a self-contained run."""
+        return []
+
     def __init__(self, config: Any, ctx: MethodContext) -> None:
         self.config = config
         self.ctx = ctx

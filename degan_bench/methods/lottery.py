@@ -124,6 +124,11 @@ def find_section(section: dict[str, Any], round_: int) -> dict[str, Any]:
     return {**section, "stage": "find", "round": round_, "policy": "none", "advaug": "none"}
 
 
+def find_overrides(round_: int) -> list[str]:
+    """The ``--set`` overrides that turn any run of a chain into its Stage I run of ``round_``."""
+    return ["lottery.stage=find", f"lottery.round={round_}", "lottery.policy=none", "lottery.advaug=none"]
+
+
 def perturb(h: torch.Tensor, score: Any, steps: int, gamma: float) -> torch.Tensor:
     """``h + delta`` after ``steps`` ascent steps ``delta += gamma * sign(grad_x score(x))`` at
     ``x = h + delta`` (PGD without random start or projection, as both official ``PGD`` functions run
@@ -173,6 +178,15 @@ class LotteryMethod(Method):
     summary = (
         "lottery-ticket GAN: IMP on the small set, then the sparse ticket + DiffAugment/AdvAug (Chen 2021)"
     )
+
+    @classmethod
+    def prerequisites(cls, config: LotteryConfig) -> list[list[str]]:
+        # A ticket of round r copies round r's mask (written when that IMP run starts); the sweep waits
+        # for it to be complete, since the unaugmented round-r run is the plain "GAN ticket" too. IMP
+        # round k prunes round k - 1's final G, so it needs that run complete.
+        if config.stage == "train":
+            return [find_overrides(config.round)]
+        return [find_overrides(config.round - 1)] if config.round > 0 else []
 
     def __init__(self, config: LotteryConfig, ctx: MethodContext) -> None:
         super().__init__(config, ctx)

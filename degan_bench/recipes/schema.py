@@ -61,6 +61,23 @@ class LossConfig:
     d_steps: int = param(
         1, help="hinge: D steps per G step, each on its own minibatch of reals (BigGAN CIFAR: 4)", min=1
     )
+    g_batch: int | None = param(
+        None,
+        help="hinge: fakes per G step (SNGAN --gen_batch_size 128 vs 64 reals per D step); None = "
+        "training.batch",
+        min=1,
+    )
+    g_after_d_step: int | None = param(
+        None,
+        help="hinge: the G step follows D step N of each minibatch (SNGAN: 1, its G steps come after D "
+        "iterations 0, 5, 10, ...); None = after the last (BigGAN)",
+        min=1,
+    )
+    d_forward: Literal["concat", "separate"] = param(
+        "concat",
+        help="hinge: D runs once on [G(z); x] (BigGAN-PyTorch) or on reals, then fakes (SNGAN "
+        "functions.py; one spectral-norm power iteration per call, so twice per D step)",
+    )
     r1_gamma: float = param(10.0, help="R1 weight gamma (penalty is gamma/2 * |grad|^2)", min=0.0)
     r1_interval: int = param(
         1, help="R1 every N minibatches (lazy regularization; 1 = every step, as DiffAugment TF)", min=1
@@ -78,6 +95,10 @@ class LossConfig:
         help="'minibatch': one mixing decision and cutoff per round (stylegan2-ada); 'per_sample': each "
         "sample decides and draws its cutoff (the TF StyleGAN2 code DiffAugment trains with)",
     )
+
+    def check(self) -> None:
+        if self.g_after_d_step is not None and self.g_after_d_step > self.d_steps:
+            raise ValueError(f"g_after_d_step {self.g_after_d_step} must be at most d_steps {self.d_steps}")
 
 
 @dataclass

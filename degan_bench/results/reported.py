@@ -126,8 +126,12 @@ REFERENCE_METHODS: dict[str, str] = {
     "transfergan-diffaugment": "TransferGAN + DiffAugment",
     "freezed": "FreezeD: fine-tuning with frozen lower discriminator layers",
     "freezed-diffaugment": "FreezeD + DiffAugment",
-    "diffaugment-advaug": "dense (unpruned) StyleGAN2 + DiffAugment + AdvAug (the lottery paper's 0 % run)",
-    "gan-ticket": "a StyleGAN2 GAN ticket (IMP, 48.80 % sparsity) trained without augmentation (lottery)",
+    "diffaugment-advaug": "a dense (unpruned) network + DiffAugment + AdvAug (the lottery paper's 0 % rows)",
+    "gan-ticket": "a GAN ticket (IMP), trained without augmentation (lottery: its Stage I run at that round)",
+    "gan-ticket-diffaugment": "a GAN ticket (IMP) + DiffAugment, without AdvAug (lottery Table 3)",
+    "sngan": "plain SNGAN training (the lottery paper's dense SNGAN baseline)",
+    "sngan-gaussian-noise": "SNGAN with N(0, 0.01^2) noise added to the features AdvAug perturbs (lottery)",
+    "sngan-advaug": "SNGAN + AdvAug on G and D, no data augmentation (lottery Table 6)",
 }
 #: datasets that appear in reported tables but are not in the degan-bench registry
 REFERENCE_DATASETS: dict[str, str] = {
@@ -160,6 +164,10 @@ BACKBONES: dict[str, Backbone] = {
         "BigGAN-PyTorch CIFAR as forked by DiffAugment (DiffAugment-biggan-cifar; DigGAN forks it again)",
     ),
     "biggan-compare-gan": Backbone("biggan", "compare_gan BigGAN on TPU (DiffAugment-biggan-imagenet)"),
+    "biggan-studiogan": Backbone(
+        "biggan", "PyTorch-StudioGAN big_resnet as forked by the lottery paper ('BigGAN and DiffAugGAN/')"
+    ),
+    "sngan-pytorch": Backbone("sngan", "sngan.pytorch as forked by the lottery paper (SNGAN/)"),
     "unknown": Backbone("", "not stated by the source"),
 }
 

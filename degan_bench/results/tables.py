@@ -6,12 +6,15 @@ table's ``source``, or the row's own); each cell's reproduced number comes from 
 
 How a cell is computed (:func:`build_table`):
 
-- **Recipe**: ``recipes/<method>/<dataset>.yaml`` resolved with the preset (``paper`` by default) and the
-  table's ``set`` overrides. A method outside degan-bench is a *reference* row; a missing file, an
-  unimplemented method or a recipe for another backbone shows as such (the table stays complete).
+- **Recipe**: ``recipes/<method>/<dataset>.yaml`` resolved with the preset (``paper`` by default), the
+  table's ``set`` overrides and then the row's (a row axis such as a sparsity level or a Stage I run of
+  the same recipe: several rows may share a method). A method outside degan-bench is a *reference*
+  row; a missing file, an unimplemented method or a recipe for another backbone shows as such (the
+  table stays complete).
 - **Runs**: run directories with the cell's method, dataset and preset. Only runs of the recipe's hash
   are aggregated; runs of other hashes (``--set`` experiments, an older recipe) are listed separately as
-  *variants* and never averaged in.
+  *variants* and never averaged in. Runs of another row's recipe in the same column are that row's, not
+  variants of this one.
 - **Our number**: per run the record of the cell's protocol at the ``last`` checkpoint (``--checkpoint
   best`` for the best one; see :mod:`degan_bench.results.store`). Only complete runs whose record is
   ``ok`` with the standard Inception weights count: mean and sample std (ddof=1) over training seeds,
@@ -81,7 +84,10 @@ class RowDef:
     ``source`` of its reported numbers (default: the table's) and an optional ``note``. ``group``: rows
     are ranked only against rows of the same group (the paper's own comparison, e.g. ``pre-trained``
     transfer rows apart from from-scratch ones). ``not_compared``: why our runs are not compared with
-    this row's numbers although the protocol matches (e.g. the source quotes another configuration)."""
+    this row's numbers although the protocol matches (e.g. the source quotes another configuration).
+    ``set``: ``--set`` overrides of this row's cells, applied after the table's (e.g. ``lottery.round=0``
+    for a dense row of a sparsity axis). ``reported_method``: the method its reported numbers are filed
+    under when that differs from ``method`` (a paper row we train as a variant of another method)."""
 
     method: str
     label: str
@@ -89,6 +95,13 @@ class RowDef:
     note: str | None = None
     group: str | None = None
     not_compared: str | None = None
+    set: list[str] = field(default_factory=list)
+    reported_method: str | None = None
+
+    @property
+    def reported_key(self) -> str:
+        """The ``method`` of this row's numbers in ``results/reported.csv`` (default: the row's)."""
+        return self.reported_method or self.method
 
 
 @dataclass(frozen=True)
@@ -189,7 +202,7 @@ class TableDef:
 
     title: str
     description: str
-    backbone: Literal["stylegan2", "biggan"]
+    backbone: Literal["stylegan2", "biggan", "sngan"]
     protocols: list[str]
     source: SourceRef
     columns: list[ColumnDef]
@@ -230,6 +243,12 @@ class TableDef:
                 )
         methods = set(KNOWN_METHODS) | set(rep.REFERENCE_METHODS)
         for row in self.rows:
+            if row.reported_method is not None and row.reported_method not in methods:
+                raise ValueError(f"row {row.label!r}: reported_method {row.reported_method!r} is neither a "
+                                 "degan-bench method nor a reference baseline")  # fmt: skip
+            if row.set and row.method not in KNOWN_METHODS:
+                raise ValueError(f"row {row.label!r}: set needs a degan-bench method, not reference-only "
+                                 f"{row.method!r}")  # fmt: skip
             if row.method not in methods:
                 hint = did_you_mean(row.method, methods)
                 raise ValueError(
@@ -298,7 +317,12 @@ class CellRecipe:
 
 
 def resolve_cell(
-    table: TableDef, method: str, dataset: str, preset: str, root: Path | None = None
+    table: TableDef,
+    method: str,
+    dataset: str,
+    preset: str,
+    root: Path | None = None,
+    row_set: list[str] | tuple[str, ...] = (),
 ) -> CellRecipe:
     from degan_bench.data.registry import dataset_names
     from degan_bench.methods import KNOWN_METHODS
@@ -311,7 +335,8 @@ def resolve_cell(
     if not path.exists():
         return CellRecipe("no recipe yet", f"{where} does not exist yet")
     try:
-        resolved = resolve_recipe(method, dataset, preset, table.set, root=root, backbone=table.backbone)
+        overrides = [*table.set, *row_set]
+        resolved = resolve_recipe(method, dataset, preset, overrides, root=root, backbone=table.backbone)
     except MethodError as err:
         return CellRecipe("not implemented", str(err))
     except RecipeError as err:
@@ -506,20 +531,27 @@ def build_table(
     cell_rows: list[dict[str, Any]] = []
     run_rows: list[dict[str, Any]] = []
     cache = {} if recipe_cache is None else recipe_cache
+
+    def cell_of(row: RowDef, dataset: str) -> CellRecipe:
+        ident = (str(recipes_root or recipes_dir()), row.method, dataset, preset, tuple(table.set),
+                 tuple(row.set), table.backbone)  # fmt: skip
+        if ident not in cache:
+            cache[ident] = resolve_cell(table, row.method, dataset, preset, recipes_root, row.set)
+        return cache[ident]
+
     for protocol in table.protocols:
         metric = get_protocol(protocol).metric
         for row in table.rows:
             source = row.source or table.source
             for column in table.columns:
                 key = (row.method, column.dataset)
-                ident = (str(recipes_root or recipes_dir()), *key, preset, tuple(table.set), table.backbone)
-                if ident not in cache:
-                    cache[ident] = resolve_cell(table, row.method, column.dataset, preset, recipes_root)
-                cell_recipe = cache[ident]
+                cell_recipe = cell_of(row, column.dataset)
                 primary, others = rep.lookup(
-                    reported.iloc[by_cell.get((source.paper, row.method, column.dataset, metric), empty)],
+                    reported.iloc[
+                        by_cell.get((source.paper, row.reported_key, column.dataset, metric), empty)
+                    ],
                     paper=source.paper,
-                    method=row.method,
+                    method=row.reported_key,
                     dataset=column.dataset,
                     metric=metric,
                     arch=table.backbone,
@@ -528,10 +560,18 @@ def build_table(
                 )
                 expected = cell_recipe.resolved.hash if cell_recipe.resolved else None
                 our_protocol = _our_protocol(cell_recipe, protocol, preset)
+                siblings = {  # runs of another row's recipe belong to that row
+                    other.resolved.hash
+                    for other in (cell_of(r, column.dataset) for r in table.rows
+                                  if r is not row and r.method == row.method)
+                    if other.resolved is not None
+                } - {expected}  # fmt: skip
                 matching = [
                     r
                     for r in readable
-                    if (r.method, r.dataset, r.preset) == (*key, preset) and r.arch == table.backbone
+                    if (r.method, r.dataset, r.preset) == (*key, preset)
+                    and r.arch == table.backbone
+                    and r.recipe_hash not in siblings
                 ]
                 unreadable = [r for r in runs if r.status == "unreadable" and _unreadable_of(r, key, preset)]
                 base = {

@@ -12,6 +12,12 @@ One minibatch is one BigGAN *iteration* (``train_fns.GAN_training_function``):
 
 G stays in training mode throughout (its batch-norm statistics move in the D steps too, as officially).
 An iteration consumes ``d_steps x batch`` reals, which is how the loop counts kimg.
+
+SNGAN (the lottery-ticket paper's ``SNGAN/functions.py train``) differs in three switches, all off by
+default: ``loss.g_batch`` fakes per G step (128 against 64 reals per D step); ``loss.g_after_d_step``
+places the G step (and G_ema) after D step N of the minibatch (SNGAN: G steps follow D iterations 0,
+5, 10, ... = one D step, G, four D steps per minibatch); ``loss.d_forward: separate`` runs D on the
+reals, then on the fakes (two spectral-norm power iterations per D step instead of one).
 """
 
 from __future__ import annotations
@@ -67,6 +73,14 @@ class HingeObjective(Objective):
         self.opt_G = torch.optim.Adam(ctx.G.parameters(), lr=tcfg.g_lr, betas=tuple(tcfg.betas), eps=tcfg.eps)
         self.opt_D = torch.optim.Adam(ctx.D.parameters(), lr=tcfg.d_lr, betas=tuple(tcfg.betas), eps=tcfg.eps)
         self.draw_c = uniform_label_sampler(getattr(ctx.G, "c_dim", 0), ctx.device)
+        g_batch = self.lcfg.g_batch or tcfg.batch
+        if g_batch % (ctx.batch_gpu * ctx.world_size):
+            raise RecipeError(
+                f"loss.g_batch {g_batch} is not a multiple of batch_gpu x processes "
+                f"({ctx.batch_gpu} x {ctx.world_size}): a G step accumulates whole per-device rounds",
+                fix="set loss.g_batch (or training.batch_gpu) so that it divides evenly",
+            )
+        self.g_rounds = g_batch // (ctx.batch_gpu * ctx.world_size)
         self.scale = ctx.scaler.scale if ctx.scaler is not None else (lambda loss: loss)
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -81,13 +95,14 @@ class HingeObjective(Objective):
         return self.ctx.D(images, c), None
 
     def train_minibatch(self, next_reals: RealSource, info: MinibatchInfo, stats: StatsCollector) -> int:
-        ctx, method = self.ctx, self.ctx.method
+        ctx = self.ctx
         G, D = ctx.G, ctx.D
         n, gain = ctx.batch_gpu, 1.0 / ctx.rounds
         # -- D steps ---------------------------------------------------------------------------------
-        G.requires_grad_(False)
-        D.requires_grad_(True)
+        g_after = self.lcfg.g_after_d_step or self.lcfg.d_steps
         for step_index in range(self.lcfg.d_steps):
+            G.requires_grad_(False)
+            D.requires_grad_(True)
             self.opt_D.zero_grad(set_to_none=True)
             reals, labels = next_reals()
             real_c = self.one_hot(labels, len(reals))
@@ -95,12 +110,20 @@ class HingeObjective(Objective):
             for real_chunk, c_chunk in zip(reals.split(n), real_c.split(n), strict=True):
                 steps.append(self._d_round(real_chunk, c_chunk, step_index, gain, info.cur_nimg, stats))
             self.step_optimizer("D", D, self.opt_D, steps)
-        # -- G step ----------------------------------------------------------------------------------
+            if step_index + 1 == g_after:
+                self._g_step(info, stats)
+        return self.reals_per_minibatch()
+
+    def _g_step(self, info: MinibatchInfo, stats: StatsCollector) -> None:
+        """One G step on ``loss.g_batch`` fakes, then the G_ema update."""
+        ctx, method = self.ctx, self.ctx.method
+        G, D = ctx.G, ctx.D
+        n, gain = ctx.batch_gpu, 1.0 / self.g_rounds
         G.requires_grad_(True)
         D.requires_grad_(False)
         self.opt_G.zero_grad(set_to_none=True)
         g_steps: list[GStep | DStep] = []
-        for _ in range(ctx.rounds):
+        for _ in range(self.g_rounds):
             z = torch.randn(n, G.z_dim, device=ctx.device)
             c = self.draw_c(n)
             with ctx.autocast():
@@ -121,7 +144,6 @@ class HingeObjective(Objective):
         self.step_optimizer("G", G, self.opt_G, g_steps)
         iteration = info.batch_idx + 1  # BigGAN's state_dict['itr'] is incremented before the step
         update_ema_state(ctx.G_ema, G, fixed_decay(iteration, self.tcfg.ema_decay, self.tcfg.ema_start_step))
-        return self.reals_per_minibatch()
 
     def _d_round(
         self,
@@ -146,9 +168,15 @@ class HingeObjective(Objective):
                 fakes_aug = fakes_aug.detach().requires_grad_(True)
                 reals_aug = reals_aug.detach().requires_grad_(True)
                 augmented = torch.cat([fakes_aug, reals_aug])
-            logits, features = self._run_D(augmented, torch.cat([c, real_c]))
-            fake_logits, real_logits = logits.split([n, n])
-            fake_features, real_features = features.split([n, n]) if features is not None else (None, None)
+            if self.lcfg.d_forward == "separate":  # SNGAN functions.py: dis_net(real), then dis_net(fake)
+                real_logits, real_features = self._run_D(reals_aug, real_c)
+                fake_logits, fake_features = self._run_D(fakes_aug, c)
+            else:
+                logits, features = self._run_D(augmented, torch.cat([c, real_c]))
+                fake_logits, real_logits = logits.split([n, n])
+                fake_features, real_features = (
+                    features.split([n, n]) if features is not None else (None, None)
+                )
             loss_real, loss_fake = hinge_d_loss(real_logits, fake_logits)
         step = DStep(
             reals=reals, reals_aug=reals_aug, real_logits=real_logits, real_features=real_features,
