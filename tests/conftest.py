@@ -37,6 +37,25 @@ def shared_data() -> Path:
     return _need_shared(SHARED / "data")
 
 
+@pytest.fixture(scope="session")
+def cifar10_10pct_root(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """cifar10-10pct prepared once per session from ``../shared/data/cifar10-jpeg-q75.zip``."""
+    from degan_bench.data.prepare import prepare_dataset
+
+    root = tmp_path_factory.mktemp("cifar-data")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DEGAN_BENCH_DATA", str(root))
+        prepare_dataset("cifar10-10pct", source=shared_data / "cifar10-jpeg-q75.zip", progress=False)
+    return root
+
+
+@pytest.fixture
+def cifar(cifar10_10pct_root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The session's prepared cifar10-10pct as this test's data root (tests only read it)."""
+    monkeypatch.setenv("DEGAN_BENCH_DATA", str(cifar10_10pct_root))
+    return cifar10_10pct_root
+
+
 @pytest.fixture(autouse=True)
 def _isolated_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep every test away from the user's real data root, runs dir and cache."""

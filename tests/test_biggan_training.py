@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
 from tiny import assert_same
 
 from degan_bench.core import checkpoint as ckpt
@@ -21,32 +20,6 @@ TINY = [
     "model.g_ch=4", "model.d_ch=4", "training.batch=5", "training.kimg=0.1", "training.kimg_per_tick=0.04",
     "training.ema_start_step=2", "training.grid_size=[10,1]",
 ]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def cifar_root(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """cifar10-10pct prepared once for the module from ../shared/data/cifar10-jpeg-q75.zip."""
-    import os
-
-    from degan_bench.data.prepare import prepare_dataset
-
-    root = tmp_path_factory.mktemp("cifar-data")
-    saved = os.environ.get("DEGAN_BENCH_DATA")
-    os.environ["DEGAN_BENCH_DATA"] = str(root)
-    try:
-        prepare_dataset("cifar10-10pct", source=shared_data / "cifar10-jpeg-q75.zip", progress=False)
-    finally:
-        if saved is None:
-            os.environ.pop("DEGAN_BENCH_DATA")
-        else:
-            os.environ["DEGAN_BENCH_DATA"] = saved
-    return root
-
-
-@pytest.fixture
-def cifar(cifar_root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("DEGAN_BENCH_DATA", str(cifar_root))
-    return cifar_root
 
 
 def run(out: Path, method: str = "diffaugment", *extra: str, backbone: str | None = None, **kwargs: Any):

@@ -257,23 +257,6 @@ def test_paper_intent_switch_and_bad_options() -> None:
 
 
 # -- smoke runs on both backbones ----------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def cifar_root(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import os
-
-    from degan_bench.data.prepare import prepare_dataset
-
-    root = tmp_path_factory.mktemp("cifar-data")
-    saved = os.environ.get("DEGAN_BENCH_DATA")
-    os.environ["DEGAN_BENCH_DATA"] = str(root)
-    try:
-        prepare_dataset("cifar10-10pct", source=shared_data / "cifar10-jpeg-q75.zip", progress=False)
-    finally:
-        if saved is None:
-            os.environ.pop("DEGAN_BENCH_DATA")
-        else:
-            os.environ["DEGAN_BENCH_DATA"] = saved
-    return root
 
 
 # 4 channels, 5 iterations of 4 D steps x 5 reals; ticks end at 20, 60 and 100 reals.
@@ -290,10 +273,7 @@ def biggan_run(out: Path, **kwargs: Any):
 
 
 @pytest.mark.slow
-def test_biggan_smoke_resumes_bit_identically_with_the_stored_norms(
-    cifar_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("DEGAN_BENCH_DATA", str(cifar_root))
+def test_biggan_smoke_resumes_bit_identically_with_the_stored_norms(cifar: Path, tmp_path: Path) -> None:
     straight = biggan_run(tmp_path / "straight")
     assert straight is not None and straight.status == "complete"
     stopped = biggan_run(tmp_path / "resumed", stop_at_nimg=80)  # inside the tick 60 -> 100

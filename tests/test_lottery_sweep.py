@@ -70,13 +70,7 @@ def test_a_ticket_cell_expands_into_its_imp_rounds(recipes: Path, tmp_path: Path
 
 
 @pytest.mark.slow
-def test_two_round_pipeline_end_to_end_through_sweep(
-    recipes: Path, tmp_path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from degan_bench.data.prepare import prepare_dataset
-
-    monkeypatch.setenv("DEGAN_BENCH_DATA", str(tmp_path / "data"))
-    prepare_dataset("cifar10-10pct", source=shared_data / "cifar10-jpeg-q75.zip", progress=False)
+def test_two_round_pipeline_end_to_end_through_sweep(recipes: Path, tmp_path: Path, cifar: Path) -> None:
     runs = tmp_path / "runs"
     args = ["sweep", "chain", "--runs", str(runs), "--gpus", "cpu", "--no-eval", "--no-table"]
     dry = CliRunner().invoke(app, [*args, "--dry-run"])

@@ -28,31 +28,6 @@ TINY = ["model.g_ch=4", "model.d_ch=4", "training.batch=5", "training.kimg=0.1",
 FIND = ["lottery.stage=find", "lottery.policy=none", "lottery.advaug=none"]
 
 
-@pytest.fixture(scope="module")
-def cifar_root(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import os
-
-    from degan_bench.data.prepare import prepare_dataset
-
-    root = tmp_path_factory.mktemp("cifar-data")
-    saved = os.environ.get("DEGAN_BENCH_DATA")
-    os.environ["DEGAN_BENCH_DATA"] = str(root)
-    try:
-        prepare_dataset("cifar10-10pct", source=shared_data / "cifar10-jpeg-q75.zip", progress=False)
-    finally:
-        if saved is None:
-            os.environ.pop("DEGAN_BENCH_DATA")
-        else:
-            os.environ["DEGAN_BENCH_DATA"] = saved
-    return root
-
-
-@pytest.fixture
-def cifar(cifar_root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("DEGAN_BENCH_DATA", str(cifar_root))
-    return cifar_root
-
-
 def run(out: Path, *extra: str, **kwargs: Any):
     resolved = resolve_recipe("lottery", "cifar10-10pct", "smoke", [*TINY, *extra])
     return execute_run(resolved, seed=3, out=out, evaluate=False, handle_signals=False, tensorboard=False,

@@ -18,23 +18,6 @@ from degan_bench.training.objectives.hinge import HingeObjective
 FIND0 = ["lottery.stage=find", "lottery.round=0", "lottery.policy=none", "lottery.advaug=none"]
 
 
-@pytest.fixture(scope="module")
-def cifar_root(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from degan_bench.data.prepare import prepare_dataset
-
-    root = tmp_path_factory.mktemp("cifar-data")
-    with pytest.MonkeyPatch.context() as patch:  # prepared once for the module
-        patch.setenv("DEGAN_BENCH_DATA", str(root))
-        prepare_dataset("cifar10-10pct", source=shared_data / "cifar10-jpeg-q75.zip", progress=False)
-    return root
-
-
-@pytest.fixture
-def cifar(cifar_root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("DEGAN_BENCH_DATA", str(cifar_root))
-    return cifar_root
-
-
 def run(out: Path, *overrides: str) -> Any:
     resolved = resolve_recipe("lottery", "cifar10-10pct", "smoke", list(overrides), backbone="sngan")
     return execute_run(resolved, seed=1, out=out, evaluate=False, handle_signals=False, tensorboard=False,
