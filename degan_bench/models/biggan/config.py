@@ -42,7 +42,6 @@ from typing import Literal
 
 from degan_bench.schema import param
 
-RESOLUTION = 32
 NUM_G_BLOCKS = 3
 NUM_D_BLOCKS = 4
 

@@ -20,8 +20,7 @@ import torch
 from torch import nn
 from torch.nn import init
 
-from degan_bench.errors import RecipeError
-from degan_bench.models.biggan.config import NUM_D_BLOCKS, NUM_G_BLOCKS, RESOLUTION, BigGANConfig
+from degan_bench.models.biggan.config import NUM_D_BLOCKS, NUM_G_BLOCKS, BigGANConfig
 from degan_bench.models.biggan.layers import (
     ConditionalBatchNorm2d,
     DBlock,
@@ -30,6 +29,7 @@ from degan_bench.models.biggan.layers import (
     SelfAttention,
     batch_norm,
 )
+from degan_bench.models.cifar32 import TrunkHeadDiscriminator, check_resolution
 
 BOTTOM = 4  # G's first feature map is 4x4
 IMG_CHANNELS = 3
@@ -138,7 +138,7 @@ class Generator(nn.Module):
         return self.body(*self.stem(z, c))
 
 
-class Discriminator(nn.Module):
+class Discriminator(TrunkHeadDiscriminator):
     def __init__(self, cfg: BigGANConfig) -> None:
         super().__init__()
         self.c_dim = cfg.c_dim
@@ -171,21 +171,10 @@ class Discriminator(nn.Module):
         y = labels_from_onehot(c, self.c_dim, len(features))
         return self.linear(features) + (self.embed(y) * features).sum(dim=1, keepdim=True)
 
-    def forward(
-        self, images: torch.Tensor, c: torch.Tensor | None = None, return_features: bool = False
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        features = self.trunk(images)
-        logits = self.head(features, c)
-        return (logits, features) if return_features else logits
-
 
 def build(cfg: BigGANConfig, resolution: int) -> tuple[Generator, Discriminator]:
     """The (G, D) pair of ``cfg`` (freshly initialized, on the CPU, train mode); 32 px only."""
-    if resolution != RESOLUTION:
-        raise RecipeError(
-            f"model.arch 'biggan' is the 32 px CIFAR architecture, but data.resolution is {resolution}",
-            fix="set data.resolution: 32",
-        )
+    check_resolution("biggan", resolution)
     return Generator(cfg), Discriminator(cfg)
 
 

@@ -21,8 +21,6 @@ from typing import Literal
 
 from degan_bench.schema import param
 
-RESOLUTION = 32
-
 
 @dataclass
 class SNGANConfig:

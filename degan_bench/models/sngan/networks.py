@@ -13,9 +13,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn import init
 
-from degan_bench.errors import RecipeError
 from degan_bench.models.biggan.networks import NOISE_MODES
-from degan_bench.models.sngan.config import RESOLUTION, SNGANConfig
+from degan_bench.models.cifar32 import TrunkHeadDiscriminator, check_resolution
+from degan_bench.models.sngan.config import SNGANConfig
 from degan_bench.models.spectral_norm import SNConv2d, SNLinear
 
 BOTTOM = 4
@@ -127,7 +127,7 @@ class Generator(nn.Module):
         return self.body(*self.stem(z, c))
 
 
-class Discriminator(nn.Module):
+class Discriminator(TrunkHeadDiscriminator):
     def __init__(self, cfg: SNGANConfig) -> None:
         super().__init__()
         self.c_dim = 0
@@ -161,19 +161,8 @@ class Discriminator(nn.Module):
         _check_unconditional(c, len(features))
         return self.linear(features)
 
-    def forward(
-        self, images: torch.Tensor, c: torch.Tensor | None = None, return_features: bool = False
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        features = self.trunk(images)
-        logits = self.head(features, c)
-        return (logits, features) if return_features else logits
-
 
 def build(cfg: SNGANConfig, resolution: int) -> tuple[Generator, Discriminator]:
     """The (G, D) pair of ``cfg`` (freshly initialized, on the CPU, train mode); 32 px only."""
-    if resolution != RESOLUTION:
-        raise RecipeError(
-            f"model.arch 'sngan' is the 32 px CIFAR architecture, but data.resolution is {resolution}",
-            fix="set data.resolution: 32",
-        )
+    check_resolution("sngan", resolution)
     return Generator(cfg), Discriminator(cfg)
