@@ -129,8 +129,7 @@ def _other_recipes_notice(run: RunDir, resolved: ResolvedRecipe, seed: int) -> s
         except (OSError, ValueError):
             described.append(path.name)
             continue
-        hashed = [{k: v for k, v in d.items() if k not in UNHASHED_KEYS} for d in (saved, resolved.data)]
-        diffs = diff_recipes(*hashed)
+        diffs = _recipe_diffs(saved, resolved.data)
         described.append(f"{path.name} ({'; '.join(diffs[:3])}{' ...' if len(diffs) > 3 else ''})")
     more = f" and {len(others) - 3} more" if len(others) > 3 else ""
     return (
@@ -138,6 +137,11 @@ def _other_recipes_notice(run: RunDir, resolved: ResolvedRecipe, seed: int) -> s
         f"{run.path}; the same cell and seed has runs with another recipe: {', '.join(described)}{more}. "
         f"To continue one instead, pass --resume {others[0]} (plus --force to accept the changed recipe)"
     )
+
+
+def _recipe_diffs(saved: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Keys whose values differ between two resolved recipes, documentation fields aside."""
+    return diff_recipes(*({k: v for k, v in d.items() if k not in UNHASHED_KEYS} for d in (saved, new)))
 
 
 def _create(run: RunDir, resolved: ResolvedRecipe, seed: int) -> None:
@@ -167,8 +171,7 @@ def _check_same_experiment(
     saved = run.read_recipe_dict()
     problems = []
     if canonical_hash(saved) != resolved.hash:
-        hashed = [{k: v for k, v in d.items() if k not in UNHASHED_KEYS} for d in (saved, resolved.data)]
-        diffs = diff_recipes(*hashed)
+        diffs = _recipe_diffs(saved, resolved.data)
         problems.append("recipe differs: " + "; ".join(diffs[:8]) + (" ..." if len(diffs) > 8 else ""))
     if info.seed != seed:
         problems.append(f"seed differs: {info.seed} -> {seed}")

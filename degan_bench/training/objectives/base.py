@@ -104,6 +104,17 @@ class Objective:
         self.ctx.method.after_optimizer_step(phase, steps)
 
 
+def lazy_ratio(interval: int, active: bool) -> float:
+    """lr/betas rescaling for lazy regularization (StyleGAN2 Appendix B)."""
+    return interval / (interval + 1) if active and interval > 1 else 1.0
+
+
+def make_optimizer(
+    params: Any, lr: float, betas: tuple[float, float], eps: float, ratio: float
+) -> torch.optim.Adam:
+    return torch.optim.Adam(params, lr=lr * ratio, betas=(betas[0] ** ratio, betas[1] ** ratio), eps=eps)
+
+
 def dataset_label_sampler(
     labels: np.ndarray | None, c_dim: int, device: torch.device
 ) -> Callable[[int], torch.Tensor]:

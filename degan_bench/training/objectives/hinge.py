@@ -36,6 +36,7 @@ from degan_bench.training.objectives.base import (
     Objective,
     ObjectiveContext,
     RealSource,
+    make_optimizer,
     uniform_label_sampler,
 )
 from degan_bench.training.stats import StatsCollector
@@ -70,8 +71,8 @@ class HingeObjective(Objective):
                 fix="set loss.r1_gamma=0 and loss.pl_weight=0 (or use loss.kind=ns_r1)",
             )
         tcfg = self.tcfg
-        self.opt_G = torch.optim.Adam(ctx.G.parameters(), lr=tcfg.g_lr, betas=tuple(tcfg.betas), eps=tcfg.eps)
-        self.opt_D = torch.optim.Adam(ctx.D.parameters(), lr=tcfg.d_lr, betas=tuple(tcfg.betas), eps=tcfg.eps)
+        self.opt_G = make_optimizer(ctx.G.parameters(), tcfg.g_lr, tcfg.betas, tcfg.eps, ratio=1.0)
+        self.opt_D = make_optimizer(ctx.D.parameters(), tcfg.d_lr, tcfg.betas, tcfg.eps, ratio=1.0)
         self.draw_c = uniform_label_sampler(getattr(ctx.G, "c_dim", 0), ctx.device)
         g_batch = self.lcfg.g_batch or tcfg.batch
         if g_batch % (ctx.batch_gpu * ctx.world_size):

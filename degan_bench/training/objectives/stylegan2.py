@@ -39,6 +39,8 @@ from degan_bench.training.objectives.base import (
     ObjectiveContext,
     RealSource,
     dataset_label_sampler,
+    lazy_ratio,
+    make_optimizer,
 )
 from degan_bench.training.stats import StatsCollector
 
@@ -279,17 +281,6 @@ class StyleGAN2Loss:
 
 
 # -- the schedule ------------------------------------------------------------------------------------
-def lazy_ratio(interval: int, active: bool) -> float:
-    """lr/betas rescaling for lazy regularization (StyleGAN2 Appendix B)."""
-    return interval / (interval + 1) if active and interval > 1 else 1.0
-
-
-def make_optimizer(
-    params: Any, lr: float, betas: tuple[float, float], eps: float, ratio: float
-) -> torch.optim.Adam:
-    return torch.optim.Adam(params, lr=lr * ratio, betas=(betas[0] ** ratio, betas[1] ** ratio), eps=eps)
-
-
 @dataclass
 class _Phase:
     name: str
