@@ -13,7 +13,8 @@ The result is validated strictly (:mod:`degan_bench.schema`): the common section
 named after the method by the method's ``Config``.
 
 The recipe hash covers what is trained and evaluated: every resolved key except the documentation
-fields (``description``, ``purpose``, ``provenance``) and the preset's name. It is stable across key
+fields (``description``, ``purpose``, ``provenance``), the preset's name and ``resources`` (how many
+GPUs a run is laid out on, which does not change the global batch or what is trained). It is stable across key
 order, and the seed is not part of it (a run is recipe hash x seed).
 """
 
@@ -36,7 +37,7 @@ from degan_bench.recipes.schema import PRESETS, Recipe
 from degan_bench.schema import did_you_mean, from_dict, to_dict
 
 #: keys that document a recipe but do not change what is trained or measured
-UNHASHED_KEYS = ("description", "purpose", "provenance", "preset")
+UNHASHED_KEYS = ("description", "purpose", "provenance", "preset", "resources")
 #: top-level keys handled by the loader itself, never part of the resolved recipe
 LOADER_KEYS = ("extends", "presets")
 

@@ -173,6 +173,25 @@ class PerformanceConfig:
 
 
 @dataclass
+class ResourcesConfig:
+    """What one run of the recipe asks of the hardware. Not hashed: it changes how the run is laid out on
+    devices, not what is trained (the global batch and kimg accounting are fixed by ``training``)."""
+
+    gpus: int = param(
+        1,
+        help="GPUs of the official set-up (processes per run; total batch unchanged); `run --gpus N` "
+        "overrides it for the hardware at hand",
+        min=1,
+    )
+    nodes: int = param(1, help="nodes the GPUs span (gpus must divide evenly over them)", min=1)
+    source: str | None = param(None, help="where the GPU count comes from (official script, README line)")
+
+    def check(self) -> None:
+        if self.gpus % self.nodes:
+            raise ValueError(f"resources.gpus {self.gpus} must split evenly over {self.nodes} nodes")
+
+
+@dataclass
 class Recipe:
     """A fully resolved recipe (after extends, preset and --set)."""
 
@@ -190,6 +209,9 @@ class Recipe:
         default_factory=lambda: EvaluationConfig(protocols=[]), help="metrics and when to compute them"
     )
     performance: PerformanceConfig = param(default_factory=PerformanceConfig, help="speed switches")
+    resources: ResourcesConfig = param(
+        default_factory=ResourcesConfig, help="GPUs and nodes of the official set-up (not hashed)"
+    )
     method_args: dict[str, Any] = param(
         default_factory=dict, help="(internal) the method's section, validated by the method's Config"
     )
