@@ -259,11 +259,10 @@ class StyleGAN2Loss:
         extras = self.method.extra_d_inputs(reals, reals_aug, real_c)
         if not extras:
             return {}
+        pairs = list(extras.values())
         with self.autocast():
-            images = torch.cat([images for images, _ in extras.values()])
-            labels = torch.cat([labels for _, labels in extras.values()])
-            logits, _features = self.run_D(images, labels)
-        return dict(zip(extras, logits.split([len(images) for images, _ in extras.values()]), strict=True))
+            logits, _features = self.run_D(torch.cat([x for x, _ in pairs]), torch.cat([c for _, c in pairs]))
+        return dict(zip(extras, logits.split([len(x) for x, _ in pairs]), strict=True))
 
     def _real_pass(
         self, reals: torch.Tensor, real_c: torch.Tensor, with_r1: bool, *, input_grad: bool = False
