@@ -325,7 +325,7 @@ def test_cifar_table_is_diggans_rows_with_diggans_own_baselines() -> None:
         ("diggan", "BigGAN + DigGAN", "diggan"),
         ("diggan-diffaugment-baseline", "BigGAN + DA", "diggan"),
         ("diggan-diffaugment", "BigGAN + DA + DigGAN", "diggan"),
-        ("lecam", "BigGAN + DA + LeCam", "lecam"),
+        ("lecam-diffaugment", "BigGAN + DA + LeCam", "lecam"),
     ]
     cells = build_table(table, [], load_reported()).cells
     ten = cells[(cells.dataset == "cifar10-10pct") & (cells.protocol == "is10k")].set_index("method")

@@ -94,7 +94,7 @@ def test_lookup_picks_the_version_and_lists_the_others() -> None:
     [
         ({"method": "difaugment"}, "method 'difaugment' unknown to degan-bench"),
         ({"dataset": "obama100"}, "dataset 'obama100' unknown"),
-        ({"method": "lecam"}, "mark the row reference_only"),
+        ({"method": "genco"}, "mark the row reference_only"),
         ({"reference_only": "true"}, "reference_only is true but method and dataset are both"),
         ({"protocol": "fid5k-train"}, "neither a degan-bench protocol nor 'unknown'"),
         ({"protocol": "is10k"}, "measures is, the row says fid"),
@@ -123,7 +123,7 @@ def test_validator_rejects_duplicate_cells_and_wrong_headers(tmp_path: Path) -> 
     path.write_text("paper,value\ndiffaugment,1\n")
     with pytest.raises(DeganError, match="use exactly these columns"):
         rep.load_reported(path)
-    reference = reported_row(method="lecam", reference_only="true", row="LeCam")
+    reference = reported_row(method="genco", reference_only="true", row="GenCo")
     assert rep.validate_rows([reference]) == []
 
 

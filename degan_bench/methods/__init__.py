@@ -15,6 +15,8 @@ KNOWN_METHODS: tuple[str, ...] = (
     "stylegan2", "biggan", "ada", "diffaugment", "fakeclr", "insgen", "diggan", "lottery",
     # DigGAN's table rows besides "+ DigGAN": with DiffAugment, and the baselines as its scripts train them
     "diggan-diffaugment", "diggan-baseline", "diggan-diffaugment-baseline",
+    # the comparison rows: CR-BigGAN (DiffAugment's CIFAR table) and LeCam with its augmentations
+    "biggan-cr", "biggan-cr-diffaugment", "lecam", "lecam-diffaugment", "lecam-ada",
 )  # fmt: skip
 
 _BUILTIN: tuple[str, ...] = (
@@ -25,6 +27,8 @@ _BUILTIN: tuple[str, ...] = (
     "degan_bench.methods.fakeclr",
     "degan_bench.methods.lottery",
     "degan_bench.methods.diggan",
+    "degan_bench.methods.cr",
+    "degan_bench.methods.lecam",
 )
 
 _REGISTRY: dict[str, type[Method]] = {}

@@ -18,6 +18,11 @@ phases per minibatch (StyleGAN2: ``G`` [``Greg``] ``D`` [``Dreg``] with lazy int
    ``clean_loss_weight(phase)`` scales the objective's own adversarial loss of the main ``G`` / ``D``
    phase (default 1, which leaves it untouched). The lottery ticket's AdvAug splits G into
    ``G.stem``/``G.body`` there and averages the clean loss with its perturbed term (weight 0.5).
+6. ``extra_d_inputs(reals, reals_aug, real_c)`` names extra images D scores in the main D step
+   (default none). The hinge objective appends them to its one D pass over ``[fakes; reals]`` (so
+   spectral norm runs one power iteration per D step, as when CR-BigGAN concatenates its augmented
+   reals), the StyleGAN2 objective scores them in a pass of their own after the reals; their logits
+   reach ``d_loss_terms`` as ``DStep.extra_logits[name]``.
 
 A method that needs gradients w.r.t. D's (augmented) inputs sets ``needs_d_input_grad``: the
 objective then hands ``DStep.fakes_aug`` / ``reals_aug`` as tensors that require grad and were fed to
@@ -119,6 +124,8 @@ class DStep:
     fake_features: torch.Tensor | None = None
     d_step_index: int = 0
     extras: dict[str, Any] = field(default_factory=dict)
+    #: D's logits of the method's ``extra_d_inputs`` (phase "main"), by name
+    extra_logits: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 class Method:
@@ -155,6 +162,13 @@ class Method:
     def generate(self, G: nn.Module, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """The fakes of the hinge objective's G step (the D steps call ``G(z, c)`` under no_grad)."""
         return G(z, c)
+
+    def extra_d_inputs(
+        self, reals: torch.Tensor, reals_aug: torch.Tensor, real_c: torch.Tensor
+    ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Extra images for D in the main D step, ``name -> (images, labels)`` (see hook 6); ``reals_aug``
+        is ``augment`` of the round's ``reals``. Default: none, which leaves every D pass as it is."""
+        return {}
 
     # -- losses -----------------------------------------------------------------------------
     def clean_loss_weight(self, phase: str) -> float:

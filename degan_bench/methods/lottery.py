@@ -44,6 +44,11 @@ unpruned weights follow the same trajectory either way and the pruned ones are z
 ``advaug_steps`` 1 and ``advaug_gamma`` 0.01 are the paper's and ``SNGAN/cfg.py``'s defaults; the
 released BigGAN entry points default to ``--steps 0 --gamma 0`` (``main_ompg.py``), which makes the
 perturbed term the clean one again: set ``advaug_steps: 0`` to reproduce that.
+
+**Composition** (Stage II; Table 4's rows): ``lottery.ada`` trains the ticket with StyleGAN2-ADA's
+adaptive augmentation instead of DiffAugment (as method ``ada``; StyleGAN2 objective only), and
+``lottery.lecam`` adds the LeCam regularizer (as method ``lecam``, :class:`~.lecam.LeCamAnchors`) to
+the clean D loss; both are null by default and in Stage I.
 """
 
 from __future__ import annotations
@@ -62,11 +67,15 @@ from degan_bench.augment.diffaugment import diff_augment, parse_policy
 from degan_bench.core.fileio import atomic_write_bytes
 from degan_bench.errors import MethodError
 from degan_bench.methods import register_method
+from degan_bench.methods.ada import AdaConfig, build_ada
 from degan_bench.methods.base import DStep, GStep, Method, MethodContext
+from degan_bench.methods.lecam import LeCamAnchors, LeCamConfig
 from degan_bench.methods.pruning import Masks, apply_masks, conv_weights, full_masks, prune_global
 from degan_bench.schema import param
 
 ARTIFACTS = "lottery"
+#: Stage II options that compose other methods; null in Stage I
+COMPOSED = ("ada", "lecam")
 INIT_FILE = "init.pt"
 MASK_FILE = "mask.pt"
 
@@ -106,13 +115,22 @@ class LotteryConfig:
     advaug_g_augment: bool = param(
         False, help="DiffAugment the perturbed fakes of the G step (BigGAN code: no)"
     )
+    ada: AdaConfig | None = param(
+        None, help="Stage II ADA on every D input instead of DiffAugment (Table 4 '+ ADA'); {} = defaults"
+    )
+    lecam: LeCamConfig | None = param(
+        None, help="Stage II LeCam regularizer (Table 4 '+ R_LC'), e.g. {weight: 1.0e-6}; null = none"
+    )
 
     def check(self) -> None:
         if not 0.0 < self.prune_ratio < 1.0:
             raise ValueError(f"prune_ratio must lie in (0, 1), got {self.prune_ratio}")
         if self.policy != "none":
             parse_policy(self.policy)
-        if self.stage == "find" and (self.policy != "none" or self.advaug != "none"):
+        if self.ada is not None and self.policy != "none":
+            raise ValueError("lottery.ada and lottery.policy both augment D's inputs; set policy=none")
+        composed = any(getattr(self, name) is not None for name in COMPOSED)
+        if self.stage == "find" and (self.policy != "none" or self.advaug != "none" or composed):
             raise ValueError(
                 "stage 'find' (IMP) trains without augmentation; set lottery.policy=none and "
                 "lottery.advaug=none (augmentation belongs to stage 'train')"
@@ -121,12 +139,16 @@ class LotteryConfig:
 
 def find_section(section: dict[str, Any], round_: int) -> dict[str, Any]:
     """The ``lottery:`` section of the Stage I run of ``round_`` in the chain of ``section``."""
-    return {**section, "stage": "find", "round": round_, "policy": "none", "advaug": "none"}
+    composed = {name: None for name in COMPOSED if section.get(name) is not None}
+    return {**section, "stage": "find", "round": round_, "policy": "none", "advaug": "none", **composed}
 
 
-def find_overrides(round_: int) -> list[str]:
-    """The ``--set`` overrides that turn any run of a chain into its Stage I run of ``round_``."""
-    return ["lottery.stage=find", f"lottery.round={round_}", "lottery.policy=none", "lottery.advaug=none"]
+def find_overrides(round_: int, config: LotteryConfig | None = None) -> list[str]:
+    """The ``--set`` overrides that turn any run of a chain (of ``config``) into its Stage I run of
+    ``round_``."""
+    composed = [f"lottery.{name}=null" for name in COMPOSED if getattr(config, name, None) is not None]
+    return ["lottery.stage=find", f"lottery.round={round_}", "lottery.policy=none", "lottery.advaug=none",
+            *composed]  # fmt: skip
 
 
 def perturb(h: torch.Tensor, score: Any, steps: int, gamma: float) -> torch.Tensor:
@@ -185,8 +207,8 @@ class LotteryMethod(Method):
         # for it to be complete, since the unaugmented round-r run is the plain "GAN ticket" too. IMP
         # round k prunes round k - 1's final G, so it needs that run complete.
         if config.stage == "train":
-            return [find_overrides(config.round)]
-        return [find_overrides(config.round - 1)] if config.round > 0 else []
+            return [find_overrides(config.round, config)]
+        return [find_overrides(config.round - 1, config)] if config.round > 0 else []
 
     def __init__(self, config: LotteryConfig, ctx: MethodContext) -> None:
         super().__init__(config, ctx)
@@ -204,6 +226,10 @@ class LotteryMethod(Method):
                 "lottery.advaug on G needs a generator with stem() and body()", fix="use advaug=d"
             )
         self._stem: tuple[torch.Tensor, Any] | None = None
+        self.pipe, self.heuristic = self._ada(config.ada, ctx)
+        self.lecam = (
+            LeCamAnchors(config.lecam, ctx.objective, ctx.device) if config.lecam is not None else None
+        )
         self.g_names = list(conv_weights(ctx.G))
         self.d_names = list(conv_weights(ctx.D)) if config.prune_scope == "g_and_d_conv" else []
         init, masks = self._ticket()
@@ -310,8 +336,21 @@ class LotteryMethod(Method):
                 )
         return found
 
+    @staticmethod
+    def _ada(config: AdaConfig | None, ctx: MethodContext) -> tuple[Any, Any]:
+        if config is None:
+            return None, None
+        if ctx.objective != "ns_r1":
+            raise MethodError(
+                f"lottery.ada is StyleGAN2-ADA's pipe and p heuristic; loss.kind is {ctx.objective!r}",
+                fix="use lottery.policy (DiffAugment) on this backbone",
+            )
+        return build_ada(config, ctx)
+
     # -- augmentation and losses -------------------------------------------------------------------
     def augment(self, images: torch.Tensor) -> torch.Tensor:
+        if self.pipe is not None:
+            return self.pipe(images)
         return diff_augment(images, self.policy) if self.policy else images
 
     def generate(self, G: nn.Module, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
@@ -335,8 +374,9 @@ class LotteryMethod(Method):
         return loss if logits_real is None else loss + F.softplus(-logits_real.float()).mean()
 
     def d_loss_terms(self, step: DStep) -> dict[str, torch.Tensor]:
+        terms = self._lecam_terms(step)
         if not self.adv_d or step.phase != "main":
-            return {}
+            return terms
         D = step.D
         assert step.fakes_aug is not None
         hinge_score = self.config.advaug_d_score == "hinge_real"
@@ -352,7 +392,15 @@ class LotteryMethod(Method):
 
         real = adv_logits(step.reals_aug, step.real_c)
         fake = adv_logits(step.fakes_aug, step.c)
-        return {"advaug": 0.5 * self._adv_losses(real, fake)}
+        return {**terms, "advaug": 0.5 * self._adv_losses(real, fake)}
+
+    def _lecam_terms(self, step: DStep) -> dict[str, torch.Tensor]:
+        """LeCam on the clean logits of the main D step (``lottery.lecam``)."""
+        if self.lecam is None or self.config.lecam is None or step.phase != "main":
+            return {}
+        assert step.fake_logits is not None
+        penalty = self.lecam.penalty(step.real_logits, step.fake_logits)
+        return {} if penalty is None else {"lecam": penalty * self.config.lecam.weight}
 
     def g_loss_terms(self, step: GStep) -> dict[str, torch.Tensor]:
         if not self.adv_g:
@@ -379,12 +427,25 @@ class LotteryMethod(Method):
             apply_masks(self.ctx.G, self.g_masks)
         elif self.d_masks:
             apply_masks(self.ctx.D, self.d_masks)
+        if self.heuristic is not None:  # ADA's sign statistics, every D step (as method 'ada')
+            for step in steps:
+                if isinstance(step, DStep):
+                    self.heuristic.observe(step.real_logits)
 
     def end_of_minibatch(self, cur_nimg: int, minibatch_index: int) -> None:
         apply_masks(self.ctx.G_ema, self.g_masks)  # after the objective's G_ema update
+        if self.heuristic is not None:
+            self.heuristic.end_of_minibatch(cur_nimg)
+        if self.lecam is not None:
+            self.lecam.end_of_minibatch(minibatch_index)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"round": self.config.round, "G": self.g_masks, "D": self.d_masks}
+        state: dict[str, Any] = {"round": self.config.round, "G": self.g_masks, "D": self.d_masks}
+        if self.pipe is not None and self.heuristic is not None:
+            state["ada"] = {"pipe": self.pipe.state_dict(), "heuristic": self.heuristic.state_dict()}
+        if self.lecam is not None:
+            state["lecam"] = self.lecam.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         same = state.get("round") == self.config.round and all(
@@ -397,8 +458,16 @@ class LotteryMethod(Method):
                 "the checkpoint's lottery masks differ from this run's lottery/mask.pt",
                 fix="restore the run directory's lottery/ artifacts, or start the round again",
             )
+        if self.pipe is not None and self.heuristic is not None:
+            self.pipe.load_state_dict(state["ada"]["pipe"])
+            self.heuristic.load_state_dict(state["ada"]["heuristic"])
+        if self.lecam is not None:
+            self.lecam.load_state_dict(state["lecam"])
 
     def tick_stats(self) -> dict[str, float]:
         remaining = sum(int(m.sum()) for m in self.g_masks.values())
         total = sum(m.numel() for m in self.g_masks.values())
-        return {"g_remaining": remaining / max(total, 1)}
+        stats = {"g_remaining": remaining / max(total, 1)}
+        if self.pipe is not None:
+            stats["augment_p"] = self.pipe.p
+        return stats

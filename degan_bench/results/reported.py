@@ -115,9 +115,6 @@ PAPERS: dict[str, Paper] = {
 #: baselines that appear in the papers' tables but that degan-bench does not implement
 REFERENCE_METHODS: dict[str, str] = {
     "biggan": "plain BigGAN training (no degan-bench method name for the BigGAN baseline yet)",
-    "biggan-cr": "BigGAN with consistency regularization (CR-BigGAN, DiffAugment's --CR 10)",
-    "biggan-cr-diffaugment": "CR-BigGAN + DiffAugment",
-    "lecam": "LeCam regularization (usually on top of DiffAugment)",
     "genco": "GenCo: generative co-training with several discriminators",
     "contrad": "ContraD: contrastive discriminator",
     "scale-shift": "fine-tuning only the scale/shift (batch-norm style) parameters of a pre-trained GAN",
@@ -129,6 +126,8 @@ REFERENCE_METHODS: dict[str, str] = {
     "diffaugment-advaug": "a dense (unpruned) network + DiffAugment + AdvAug (the lottery paper's 0 % rows)",
     "gan-ticket": "a GAN ticket (IMP), trained without augmentation (lottery: its Stage I run at that round)",
     "gan-ticket-diffaugment": "a GAN ticket (IMP) + DiffAugment, without AdvAug (lottery Table 3)",
+    "gan-ticket-ada": "a GAN ticket (IMP) + ADA, without AdvAug (lottery Table 4)",
+    "gan-ticket-ada-lecam": "a GAN ticket (IMP) + ADA + LeCam, without AdvAug (lottery Table 4)",
     "sngan": "plain SNGAN training (the lottery paper's dense SNGAN baseline)",
     "sngan-gaussian-noise": "SNGAN with N(0, 0.01^2) noise added to the features AdvAug perturbs (lottery)",
     "sngan-advaug": "SNGAN + AdvAug on G and D, no data augmentation (lottery Table 6)",

@@ -169,21 +169,36 @@ class HingeObjective(Objective):
                 fakes_aug = fakes_aug.detach().requires_grad_(True)
                 reals_aug = reals_aug.detach().requires_grad_(True)
                 augmented = torch.cat([fakes_aug, reals_aug])
+            # The method's extra images ride along in the pass that scores the reals (CR-BigGAN).
+            extras = method.extra_d_inputs(reals, reals_aug, real_c)
+            extra_images = [images for images, _ in extras.values()]
+            extra_c = [labels for _, labels in extras.values()]
+            sizes = [n, *(len(images) for images in extra_images)]
+            extra_logits: list[torch.Tensor] = []
             if self.lcfg.d_forward == "separate":  # SNGAN functions.py: dis_net(real), then dis_net(fake)
-                real_logits, real_features = self._run_D(reals_aug, real_c)
+                if extras:
+                    logits, features = self._run_D(
+                        torch.cat([reals_aug, *extra_images]), torch.cat([real_c, *extra_c])
+                    )
+                    real_logits, *extra_logits = logits.split(sizes)
+                    real_features = features.split(sizes)[0] if features is not None else None
+                else:
+                    real_logits, real_features = self._run_D(reals_aug, real_c)
                 fake_logits, fake_features = self._run_D(fakes_aug, c)
             else:
-                logits, features = self._run_D(augmented, torch.cat([c, real_c]))
-                fake_logits, real_logits = logits.split([n, n])
+                if extras:
+                    augmented = torch.cat([augmented, *extra_images])
+                logits, features = self._run_D(augmented, torch.cat([c, real_c, *extra_c]))
+                fake_logits, real_logits, *extra_logits = logits.split([n, *sizes])
                 fake_features, real_features = (
-                    features.split([n, n]) if features is not None else (None, None)
+                    features.split([n, *sizes])[:2] if features is not None else (None, None)
                 )
             loss_real, loss_fake = hinge_d_loss(real_logits, fake_logits)
         step = DStep(
             reals=reals, reals_aug=reals_aug, real_logits=real_logits, real_features=real_features,
             G=ctx.G, D=ctx.D, cur_nimg=cur_nimg, phase="main", z=z, c=c, real_c=real_c, fakes=fakes,
             fakes_aug=fakes_aug, fake_logits=fake_logits, fake_features=fake_features,
-            d_step_index=step_index,
+            d_step_index=step_index, extra_logits=dict(zip(extras, extra_logits, strict=True)),
         )  # fmt: skip
         terms = method.d_loss_terms(step)
         weight = method.clean_loss_weight("D")

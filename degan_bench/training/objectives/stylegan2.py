@@ -213,6 +213,7 @@ class StyleGAN2Loss:
             fakes_aug=fakes_aug,
             fake_logits=fake_logits,
             fake_features=fake_features,
+            extra_logits=self._extra_pass(reals, reals_aug, real_c),
         )
         terms = self.method.d_loss_terms(step)
         weight = self.method.clean_loss_weight("D")
@@ -251,6 +252,18 @@ class StyleGAN2Loss:
         return PhaseResult({"Loss/Dreg/r1_penalty": r1_penalty}, step)
 
     # -- pieces ----------------------------------------------------------------------------------
+    def _extra_pass(
+        self, reals: torch.Tensor, reals_aug: torch.Tensor, real_c: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """D's logits of the method's extra images, in one pass of their own (none: no pass)."""
+        extras = self.method.extra_d_inputs(reals, reals_aug, real_c)
+        if not extras:
+            return {}
+        pairs = list(extras.values())
+        with self.autocast():
+            logits, _features = self.run_D(torch.cat([x for x, _ in pairs]), torch.cat([c for _, c in pairs]))
+        return dict(zip(extras, logits.split([len(x) for x, _ in pairs]), strict=True))
+
     def _real_pass(
         self, reals: torch.Tensor, real_c: torch.Tensor, with_r1: bool, *, input_grad: bool = False
     ):
