@@ -526,3 +526,23 @@ def test_cli_run_ends_with_the_comparison(store: dict[str, Any], monkeypatch: py
     out = cli("run", "stylegan2", "obama-100", "--out", str(store["runs"] / "sg-s1"), "--seed", "1")
     assert out.exit_code == 0, out.output
     assert "paper vs ours" in out.output and "80.2 (diffaugment Table 4 arXiv v2+)" in out.output
+
+
+def test_run_end_report_never_crashes_a_finished_run(
+    store: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_: Any, **__: Any) -> Any:
+        raise ValueError("a damaged table")
+
+    monkeypatch.setattr("degan_bench.claims.run_report.compare_run", broken)
+    console = Console(record=True, width=200)
+    print_run_comparison(
+        resolve_recipe("stylegan2", "obama-100"), 0, out=store["runs"] / "sg-s0", console=console
+    )
+    assert "no comparison with the paper: ValueError: a damaged table" in console.export_text()
+    monkeypatch.setenv("RANK", "1")  # under torchrun only rank 0 reports
+    quiet = Console(record=True, width=200)
+    print_run_comparison(
+        resolve_recipe("stylegan2", "obama-100"), 0, out=store["runs"] / "sg-s0", console=quiet
+    )
+    assert quiet.export_text() == ""

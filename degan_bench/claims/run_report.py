@@ -195,9 +195,10 @@ def print_run_comparison(
     console = console or Console()
     try:
         comparisons, message = compare_run(resolved, run_dir_of(resolved, seed, out, resume))
-    except (DeganError, OSError) as err:
+    except Exception as err:  # a report after training must never turn a finished run into a crash
+        what = str(err) if isinstance(err, DeganError) else f"{type(err).__name__}: {err}"
         console.print(
-            f"[yellow]note[/]: no comparison with the paper: {err}", highlight=False, soft_wrap=True
+            f"[yellow]note[/]: no comparison with the paper: {what}", highlight=False, soft_wrap=True
         )
         return
     if message:
