@@ -355,3 +355,41 @@ def test_shipped_claims_load_and_evaluate_without_runs() -> None:
     # methods another change adds (cr, lecam) read "no recipe" until they exist, then need runs like the rest
     for name in ("fakeclr-fewshot", "diffaugment-consistent-gains"):
         assert verdicts[name][0] in ("no recipe", "not enough runs")
+
+
+@pytest.mark.slow
+def test_table_a9_and_random_pruning_chains_train_on_the_cpu(cifar: Path, tmp_path: Path) -> None:
+    """Table A9's rule and the random-pruning baseline inside the real loop (tiny SNGAN): each IMP round
+    removes 5 % of all weights; a random one-shot ticket keeps half, and both masks hold in G_ema."""
+    from degan_bench.core import checkpoint as ckpt
+    from degan_bench.methods.lottery import ARTIFACTS, MASK_FILE
+    from degan_bench.training.execute import execute_run
+
+    find = ["lottery.stage=find", "lottery.policy=none", "lottery.advaug=none", "training.kimg=0.1"]
+
+    def run(name: str, *extra: str) -> Path:
+        resolved = resolve_recipe("lottery", "cifar10-10pct", "smoke", [*find, *extra], backbone="sngan")
+        out = tmp_path / "runs" / name
+        result = execute_run(
+            resolved, seed=1, out=out, evaluate=False, handle_signals=False, tensorboard=False
+        )
+        assert result is not None and result.status == "complete"
+        return out
+
+    a9 = ["lottery.prune_rule=torch_l1_of_total", "lottery.prune_ratio=0.05"]
+    for k in range(3):
+        run(f"a9-{k}", *a9, f"lottery.round={k}")
+    masks = [
+        torch.load(tmp_path / "runs" / f"a9-{k}" / ARTIFACTS / MASK_FILE, weights_only=True)["G"]
+        for k in range(3)
+    ]
+    total = count(masks[0])[1]
+    assert [count(m)[0] for m in masks] == [total - k * round(0.05 * total) for k in range(3)]
+    rand = ["lottery.prune_rule=random", "lottery.prune_ratio=0.5"]
+    run("random-0", *rand, "lottery.round=0")
+    ticket = run("random-1", *rand, "lottery.round=1")
+    mask = torch.load(ticket / ARTIFACTS / MASK_FILE, weights_only=True)["G"]
+    assert count(mask)[0] == total - round(0.5 * total)
+    final = ckpt.load_checkpoint(ckpt.list_checkpoints(ticket)["last"])
+    for name, m in mask.items():
+        assert (final["G_ema"][name][~m] == 0).all() and (final["G"][name][~m] == 0).all()
