@@ -122,7 +122,9 @@ class ClaimDef:
     cells: dict[str, ClaimCell] = param(help="the cells, by key")
     checks: list[Check] = param(help="the predicates; the claim holds when every one holds")
     source: SourceRef | None = param(None, help="default source of the cells' reported numbers")
-    preset: str = param("paper", help="which runs count (paper: the official recipes)")
+    preset: str = param(
+        "paper", help="which runs count; verdicts need paper runs (another preset only lists its runs)"
+    )
     seeds: int = param(1, help="training seeds per cell that `claims check --run` trains", min=1)
     min_seeds: int = param(1, help="fewest complete runs per cell for a verdict", min=1)
     tolerance: Tolerance = param(default_factory=Tolerance, help="bands and interval confidence")

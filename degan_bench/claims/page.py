@@ -44,7 +44,7 @@ def _fmt(value: float | None, digits: int = 2) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
-def _ours(cell: CellValue) -> str:
+def ours_text(cell: CellValue) -> str:
     if cell.use == "reported":
         return "(reported number used)"
     if cell.mean is None:
@@ -55,13 +55,13 @@ def _ours(cell: CellValue) -> str:
     return text
 
 
-def _interval(cell: CellValue) -> str:
+def interval_text(cell: CellValue) -> str:
     if cell.ci_low is None or cell.ci_high is None:
         return "—"
     return f"[{cell.ci_low:.2f}, {cell.ci_high:.2f}]"
 
 
-def _reported(cell: CellValue) -> str:
+def reported_text(cell: CellValue) -> str:
     if cell.reported is None:
         return "—"
     verification = f", {cell.verification}" if cell.verification else ""
@@ -76,10 +76,10 @@ def cells_frame(result: ClaimResult) -> pd.DataFrame:
             {
                 "cell": cell.label,
                 "protocol": cell.protocol,
-                "paper's number (source; protocol)": _reported(cell),
-                "ours (mean ± std)": _ours(cell),
+                "paper's number (source; protocol)": reported_text(cell),
+                "ours (mean ± std)": ours_text(cell),
                 "n": str(cell.n) if cell.use == "ours" else "—",
-                "95% t-interval": _interval(cell),
+                "95% t-interval": interval_text(cell),
                 "status": status,
             }
         )

@@ -55,7 +55,7 @@ def list_command() -> None:
 
 
 def _print_result(result: ClaimResult) -> None:
-    from degan_bench.claims.page import _interval, _ours, _reported
+    from degan_bench.claims.page import interval_text, ours_text, reported_text
 
     claim = result.claim
     console.print(f"[bold]{claim.name}[/]: {claim.title}", highlight=False)
@@ -73,10 +73,10 @@ def _print_result(result: ClaimResult) -> None:
         cells.add_row(
             cell.label,
             cell.protocol,
-            _reported(cell),
-            _ours(cell),
+            reported_text(cell),
+            ours_text(cell),
             str(cell.n) if cell.use == "ours" else "—",
-            _interval(cell),
+            interval_text(cell),
             status,
         )
     console.print(cells)
