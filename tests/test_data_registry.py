@@ -11,6 +11,7 @@ from degan_bench.errors import DataError
 EXPECTED_NAMES = {
     "obama-100", "grumpy-cat-100", "panda-100", "animalface-cat", "animalface-dog",
     "cifar10", "cifar100", "cifar10-10pct", "cifar10-20pct", "cifar10-100pct",
+    "cifar10-30pct", "cifar10-50pct", "cifar10-70pct", "cifar10-90pct",
     "cifar100-10pct", "cifar100-20pct", "cifar100-100pct",
     "ffhq", "ffhq-1k", "ffhq-2k", "ffhq-5k", "ffhq-10k", "ffhq-30k", "ffhq-70k",
     "afhq-cat", "afhq-dog", "afhq-wild", "shapes-100",

@@ -105,3 +105,6 @@ def run(
         max_seconds=None if max_minutes is None else max_minutes * 60,
         evaluate=not no_eval,
     )
+    from degan_bench.claims.run_report import print_run_comparison
+
+    print_run_comparison(resolved, seed, out=out, resume=resume, console=console)

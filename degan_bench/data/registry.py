@@ -22,6 +22,7 @@ provenance, not an official checksum: those copies were never compared with the 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -331,6 +332,23 @@ def _cifar_view(base: DatasetSpec, percent: int) -> DatasetSpec:
     )
 
 
+#: The lottery-ticket paper's SNGAN data axis (Figure 4: 10-90 % of CIFAR-10). Only its code uses these
+#: fractions: SNGAN/datasets.py ImageDatasetLess keeps ``Subset(train, np.arange(int(len(train) * ratio)))``,
+#: the first N images of the torchvision train set (N = int(50000 * ratio) = 15000, 25000, 35000, 45000).
+LOTTERY_CIFAR10_PERCENTS: tuple[int, ...] = (30, 50, 70, 90)
+
+
+def _lottery_cifar_view(base: DatasetSpec, percent: int) -> DatasetSpec:
+    """A CIFAR view only the lottery code trains on: its rule (``first_n``) is the default and the only
+    one a paper applies."""
+    view = _cifar_view(base, percent)
+    return dataclasses.replace(
+        view,
+        default_subset_rule="first_n",
+        paper_subset_rules={"first_n": _CIFAR_RULE_USERS["first_n"]},
+    )
+
+
 def _ffhq_view(thousands: int) -> DatasetSpec:
     size = thousands * 1000
     # Default to the rule of the papers that use this size: 2k is ADA/InsGen only, 1k/5k/30k DiffAugment
@@ -366,6 +384,7 @@ def _build() -> dict[str, DatasetSpec]:
         _CIFAR10,
         _CIFAR100,
         *(_cifar_view(base, pct) for base in (_CIFAR10, _CIFAR100) for pct in (10, 20, 100)),
+        *(_lottery_cifar_view(_CIFAR10, pct) for pct in LOTTERY_CIFAR10_PERCENTS),
         _FFHQ,
         *(_ffhq_view(k) for k in (1, 2, 5, 10, 30, 70)),
         _afhq("cat", 5153),

@@ -105,7 +105,8 @@ def expand_jobs(
         table_preset = preset or table.default_preset
         for row in table.rows:
             for column in table.columns:
-                cell = resolve_cell(table, row.method, column.dataset, table_preset, recipes_root, row.set)
+                cell = resolve_cell(table, row.method, column.dataset, table_preset, recipes_root,
+                                    [*column.set, *row.set])  # fmt: skip
                 if cell.resolved is None:
                     skipped.append(
                         SkippedCell(table.name, row.method, column.dataset, cell.status, cell.message)

@@ -96,10 +96,12 @@ class LotteryConfig:
         help="'g_conv': G's conv kernels, D rewound dense (released code); 'g_and_d_conv': G and D "
         "(paper Algorithm 1)",
     )
-    prune_rule: Literal["torch_l1", "studiogan_threshold"] = param(
+    prune_rule: Literal["torch_l1", "studiogan_threshold", "torch_l1_of_total", "random"] = param(
         "torch_l1",
         help="'torch_l1': torch global_unstructured L1, round(ratio x remaining) (SNGAN code); "
-        "'studiogan_threshold': |w| > sorted[zeros + int(ratio x nonzero)] (BigGAN code)",
+        "'studiogan_threshold': |w| > sorted[zeros + int(ratio x nonzero)] (BigGAN code); "
+        "'torch_l1_of_total': L1, round(ratio x all prunable weights) per round (Table A9); 'random': "
+        "round(ratio x remaining) at random (RandomUnstructured, the random-pruning baseline)",
     )
     policy: str = param("none", help="Stage II DiffAugment policy, e.g. color,translation,cutout, or none")
     advaug: Literal["none", "gd", "g", "d"] = param(

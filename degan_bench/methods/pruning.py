@@ -20,16 +20,29 @@ Two rules for "prune ``amount`` of the remaining weights with the smallest |w| a
   |w| (pruned ones are exactly zero), take ``threshold = sorted[zeros + int(nonzero * amount)]`` and
   keep ``|w| > threshold``. That prunes ``int(nonzero * amount) + 1`` weights when magnitudes are
   distinct (every tie with the threshold goes too), and also any unmasked weight that is exactly zero.
+
+Two more for the lottery paper's ablations (Figure 7, Table A9):
+
+- ``torch_l1_of_total``: as ``torch_l1``, but ``amount`` is a fraction of *all* prunable entries, so every
+  IMP round removes the same number of weights: ``round(amount * total)`` (Table A9: "each time we remove
+  5 % of the total weights with the smallest magnitudes", sparsities 5 %, 10 %, ..., 50 %).
+- ``random``: ``round(amount * remaining)`` of the still-unmasked entries chosen uniformly at random, as
+  ``SNGAN/utils/utils.py pruning_generate(..., method="random")`` does with
+  ``prune.global_unstructured(..., RandomUnstructured, amount)`` in ``train_random_less_oneshot.py`` (the
+  paper's random-pruning baseline: one-shot from the dense network to the target sparsity). The official
+  code draws from torch's global RNG; here the draw comes from a generator seeded with the sha256 of the
+  trained magnitudes, so the mask is reproducible and differs between training seeds.
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Literal
 
 import torch
 from torch import nn
 
-PruneRule = Literal["torch_l1", "studiogan_threshold"]
+PruneRule = Literal["torch_l1", "studiogan_threshold", "torch_l1_of_total", "random"]
 Masks = dict[str, torch.Tensor]
 
 
@@ -70,12 +83,22 @@ def prune_global(
             )
     magnitude = torch.cat([(weights[n].detach().float().abs() * masks[n]).flatten().cpu() for n in names])
     keep = torch.cat([masks[n].flatten().cpu() for n in names])
-    if rule == "torch_l1":
+    if rule in ("torch_l1", "torch_l1_of_total"):
         alive = keep.nonzero().flatten()
-        k = round(amount * len(alive))  # torch.nn.utils.prune._compute_nparams_toprune
+        # torch.nn.utils.prune._compute_nparams_toprune: a fraction of what it is given
+        k = round(amount * (len(alive) if rule == "torch_l1" else keep.numel()))
+        if k > len(alive):
+            raise ValueError(f"{rule}: cannot prune {k} weights, only {len(alive)} remain")
         order = torch.sort(magnitude[alive], stable=True).indices
         new = keep.clone()
         new[alive[order[:k]]] = False
+    elif rule == "random":
+        alive = keep.nonzero().flatten()
+        k = round(amount * len(alive))
+        seed = int.from_bytes(hashlib.sha256(magnitude.numpy().tobytes()).digest()[:8], "little")
+        chosen = torch.randperm(len(alive), generator=torch.Generator().manual_seed(seed))[:k]
+        new = keep.clone()
+        new[alive[chosen]] = False
     elif rule == "studiogan_threshold":
         total = magnitude.numel()
         nonzero = int((magnitude > 0).sum())
@@ -85,7 +108,10 @@ def prune_global(
         threshold = torch.sort(magnitude).values[index]
         new = magnitude > threshold
     else:
-        raise ValueError(f"unknown pruning rule {rule!r}; choose torch_l1 or studiogan_threshold")
+        raise ValueError(
+            f"unknown pruning rule {rule!r}; "
+            "choose torch_l1, studiogan_threshold, torch_l1_of_total or random"
+        )
     out: Masks = {}
     offset = 0
     for name in names:

@@ -348,13 +348,13 @@ class RecipeEntry(NamedTuple):
 
 def list_recipes(root: Path | None = None) -> list[RecipeEntry]:
     """Every recipe file: ``<method>/<dataset>.yaml`` (the default backbone) and
-    ``<method>/<backbone>/<dataset>.yaml``; bases (``_*`` folders) and tables excluded."""
+    ``<method>/<backbone>/<dataset>.yaml``; bases (``_*`` folders), tables and claims excluded."""
     root = root or recipes_dir()
     rows = []
     for path in sorted([*root.glob("*/*.yaml"), *root.glob("*/*/*.yaml")]):
         in_backbone_dir = path.parent.parent != root
         method = (path.parent.parent if in_backbone_dir else path.parent).name
-        if method.startswith("_") or method == "tables":
+        if method.startswith("_") or method in ("tables", "claims"):
             continue
         backbone = path.parent.name if in_backbone_dir else default_backbone(method, path.stem)
         rows.append(RecipeEntry(method, path.stem, path, backbone))

@@ -131,6 +131,12 @@ REFERENCE_METHODS: dict[str, str] = {
     "sngan": "plain SNGAN training (the lottery paper's dense SNGAN baseline)",
     "sngan-gaussian-noise": "SNGAN with N(0, 0.01^2) noise added to the features AdvAug perturbs (lottery)",
     "sngan-advaug": "SNGAN + AdvAug on G and D, no data augmentation (lottery Table 6)",
+    # lottery Table A9: one name per sparsity level, so the levels are not read as versions of one number
+    **{
+        f"sngan-ticket-advaug-{5 * k}pct": f"an SNGAN ticket at {5 * k} % sparsity (IMP removing 5 % of all "
+        "weights per round) + AdvAug on G and D (lottery Table A9)"
+        for k in range(1, 11)
+    },
 }
 #: datasets that appear in reported tables but are not in the degan-bench registry
 REFERENCE_DATASETS: dict[str, str] = {

@@ -72,10 +72,13 @@ class SourceRef:
 
 @dataclass
 class ColumnDef:
-    """A registered (or reported-only) ``dataset`` and its ``label`` as the paper prints it."""
+    """A registered (or reported-only) ``dataset`` and its ``label`` as the paper prints it. ``set``:
+    ``--set`` overrides of this column's cells, applied after the table's and before the row's (e.g. the
+    ticket sparsity the paper uses at this data amount)."""
 
     dataset: str
     label: str
+    set: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -532,11 +535,12 @@ def build_table(
     run_rows: list[dict[str, Any]] = []
     cache = {} if recipe_cache is None else recipe_cache
 
-    def cell_of(row: RowDef, dataset: str) -> CellRecipe:
-        ident = (str(recipes_root or recipes_dir()), row.method, dataset, preset, tuple(table.set),
-                 tuple(row.set), table.backbone)  # fmt: skip
+    def cell_of(row: RowDef, column: ColumnDef) -> CellRecipe:
+        row_set = [*column.set, *row.set]
+        ident = (str(recipes_root or recipes_dir()), row.method, column.dataset, preset, tuple(table.set),
+                 tuple(row_set), table.backbone)  # fmt: skip
         if ident not in cache:
-            cache[ident] = resolve_cell(table, row.method, dataset, preset, recipes_root, row.set)
+            cache[ident] = resolve_cell(table, row.method, column.dataset, preset, recipes_root, row_set)
         return cache[ident]
 
     for protocol in table.protocols:
@@ -545,7 +549,7 @@ def build_table(
             source = row.source or table.source
             for column in table.columns:
                 key = (row.method, column.dataset)
-                cell_recipe = cell_of(row, column.dataset)
+                cell_recipe = cell_of(row, column)
                 primary, others = rep.lookup(
                     reported.iloc[
                         by_cell.get((source.paper, row.reported_key, column.dataset, metric), empty)
@@ -562,7 +566,7 @@ def build_table(
                 our_protocol = _our_protocol(cell_recipe, protocol, preset)
                 siblings = {  # runs of another row's recipe belong to that row
                     other.resolved.hash
-                    for other in (cell_of(r, column.dataset) for r in table.rows
+                    for other in (cell_of(r, column) for r in table.rows
                                   if r is not row and r.method == row.method)
                     if other.resolved is not None
                 } - {expected}  # fmt: skip
