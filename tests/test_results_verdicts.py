@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from results_support import EXPECTED_VERDICTS, verdict_store, write_recipes
+from results_support import EXPECTED_VERDICTS, VERDICTS_TABLE, verdict_store, write_recipes, write_reported
 
 from degan_bench.results import numbers
 from degan_bench.results import store as store_module
@@ -263,3 +263,32 @@ def test_curve_svg_is_byte_identical_across_processes() -> None:
     }
     assert len(digests) == 1 and len(next(iter(digests))) == 64
     assert hashlib.sha256(b"").hexdigest() not in digests
+
+
+def test_memorisation_rows_on_a_prepared_low_shot_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """shapes-100 prepared here: each method row gets its nearest-training-image row and precision /
+    recall, labelled stand-in without the Inception weights."""
+    from results_support import _grid, make_run, metric_record
+
+    from degan_bench.data.prepare import prepare_dataset
+    from degan_bench.recipes.loader import resolve_recipe
+    from degan_bench.results.media import sample_pictures
+
+    monkeypatch.setenv("DEGAN_BENCH_RECIPES", str(write_recipes(tmp_path / "recipes", {})))
+    prepare_dataset("shapes-100", resolution=16, progress=False)
+    recipe = resolve_recipe("stylegan2", "shapes-100")
+    run = make_run(tmp_path / "runs", "shapes-s0", recipe, 0, metrics=[metric_record(5.0, nimg=48)])
+    _grid(run.path / "reals.png", (90, 90, 90))
+    _grid(run.path / "fakes_000000.png", (30, 160, 30))
+    table = {**VERDICTS_TABLE, "columns": [{"dataset": "shapes-100", "label": "Shapes"}]}
+    write_recipes(tmp_path / "recipes", {"shapes": table})
+    result = build_table(
+        load_table("shapes"),
+        scan_runs([tmp_path / "runs"]),
+        load_reported(write_reported(tmp_path / "r.csv")),
+    )
+    picture, caption = sample_pictures(result, scan_runs([tmp_path / "runs"]))["shapes-100"]
+    assert "nearest training images" in caption and "stand-in features" in caption
+    assert picture.name.startswith("samples/shapes-100-paper-") and len(picture.data) > 1000
