@@ -68,7 +68,8 @@ FIXTURE_TABLE = {
 
 
 def write_recipes(root: Path, tables: dict[str, dict[str, Any]] | None = None) -> Path:
-    """A recipes root with the tiny base, stylegan2 recipes for DATASETS and the given tables."""
+    """A recipes root with the tiny base, stylegan2 recipes for DATASETS and the given tables (default:
+    ``fixture`` and ``verdicts``)."""
     (root / "_bases").mkdir(parents=True, exist_ok=True)
     (root / "_bases" / "tiny.yaml").write_text(yaml.safe_dump(TINY_BASE, sort_keys=False))
     (root / "stylegan2").mkdir(exist_ok=True)
@@ -82,7 +83,7 @@ def write_recipes(root: Path, tables: dict[str, dict[str, Any]] | None = None) -
         }
         (root / "stylegan2" / f"{dataset}.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
     (root / "tables").mkdir(exist_ok=True)
-    for name, table in (tables or {"fixture": FIXTURE_TABLE}).items():
+    for name, table in (tables or {"fixture": FIXTURE_TABLE, "verdicts": VERDICTS_TABLE}).items():
         (root / "tables" / f"{name}.yaml").write_text(yaml.safe_dump(table, sort_keys=False))
     return root
 
@@ -228,3 +229,113 @@ def broken_run(root: Path, name: str, run_json: str | None = None) -> Path:
 
 def read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+# -- a run store that hits every verdict -------------------------------------------------------------------
+VERDICTS_TABLE = {
+    **FIXTURE_TABLE,
+    "title": "Fixture: every verdict",
+    "description": "A synthetic run store whose cells hit every verdict and run state.",
+    "rows": [
+        *FIXTURE_TABLE["rows"],
+        {
+            "method": "stylegan2",
+            "label": "StyleGAN2 (64 img)",
+            "set": ["training.kimg=0.064"],
+            "source": {"paper": "ada"},
+            "note": "the same recipe trained for 64 images (a row axis of one method)",
+        },
+    ],
+}
+#: the verdict of every (row, dataset) cell of :data:`VERDICTS_TABLE` built from :func:`verdict_store`
+EXPECTED_VERDICTS = {
+    ("TransferGAN", "obama-100"): "reported only",
+    ("StyleGAN2", "obama-100"): "within",
+    ("StyleGAN2", "grumpy-cat-100"): "not comparable (protocol)",
+    ("StyleGAN2", "panda-100"): "outside (n=2)",
+    ("StyleGAN2", "animalface-cat"): "pending",
+    ("StyleGAN2", "animalface-dog"): "not run",
+    ("StyleGAN2 + DiffAugment", "obama-100"): "no recipe yet",
+    ("StyleGAN2 (64 img)", "obama-100"): "no reported value",
+    ("StyleGAN2 (64 img)", "grumpy-cat-100"): "failed",
+    ("StyleGAN2 (64 img)", "panda-100"): "failed",
+    ("StyleGAN2 (64 img)", "animalface-cat"): "incomplete",
+    ("StyleGAN2 (64 img)", "animalface-dog"): "stand-in weights only",
+}
+STALE_UTC = "2020-01-01T00:00:00Z"
+
+
+def _grid(path: Path, colour: tuple[int, int, int], grid: tuple[int, int] = (4, 2), tile: int = 16) -> None:
+    """A sample grid of ``grid`` tiles, each a distinct shade of ``colour``."""
+    import numpy as np
+    from PIL import Image
+
+    cols, rows = grid
+    canvas = np.zeros((rows * tile, cols * tile, 3), dtype=np.uint8)
+    for i in range(cols * rows):
+        r, c = divmod(i, cols)
+        canvas[r * tile : (r + 1) * tile, c * tile : (c + 1) * tile] = [min(255, v + 12 * i) for v in colour]
+    Image.fromarray(canvas).save(path)
+
+
+def verdict_store(root: Path) -> dict[str, Any]:
+    """Recipes, reported numbers and runs under ``root`` whose :data:`VERDICTS_TABLE` cells hit every
+    verdict (:data:`EXPECTED_VERDICTS`); set ``DEGAN_BENCH_RECIPES`` to ``root / "recipes"`` first (the
+    recipes are written by :func:`write_recipes`). Runs carry sample grids and curves."""
+    from degan_bench.recipes.loader import resolve_recipe
+
+    runs = root / "runs"
+    resolve = resolve_recipe
+    obama, grumpy = resolve("stylegan2", "obama-100"), resolve("stylegan2", "grumpy-cat-100")
+    panda, cat = resolve("stylegan2", "panda-100"), resolve("stylegan2", "animalface-cat")
+    long = {d: resolve("stylegan2", d, overrides=["training.kimg=0.064"]) for d in DATASETS}
+    variant = resolve("stylegan2", "obama-100", overrides=["training.kimg=0.032"])
+
+    def curve(final: float, nimg: int = 48, **kw: Any) -> list[dict[str, Any]]:
+        return [
+            metric_record(final * 1.5, nimg=16, checkpoint="ckpt-0000000016.pt", **kw),
+            metric_record(final * 1.2, nimg=32, checkpoint="ckpt-0000000032.pt", **kw),
+            metric_record(final, nimg=nimg, **kw),
+        ]
+
+    def with_grids(run: RunDir, colour: tuple[int, int, int], kimgs: tuple[int, ...] = (0, 0)) -> None:
+        _grid(run.path / "reals.png", (200, 200, 200))
+        for kimg in kimgs:
+            _grid(run.path / f"fakes_{kimg:06d}.png", colour)
+
+    for seed, value in enumerate((78.0, 80.0, 82.0)):
+        with_grids(make_run(runs, f"obama-s{seed}", obama, seed, metrics=curve(value)), (180, 40, 40))
+    make_run(runs, "obama-s3-failed", obama, 3, status="failed", cur_nimg=16)
+    make_run(
+        runs,
+        "obama-s4-stopped",
+        obama,
+        4,
+        status="stopped",
+        cur_nimg=32,
+        metrics=[metric_record(70.0, nimg=32, checkpoint="ckpt-0000000032.pt")],
+    )
+    make_run(runs, "obama-s5-standin", obama, 5, metrics=[metric_record(10.0, nimg=48, standard=False)])
+    make_run(runs, "obama-s0-variant", variant, 0, metrics=[metric_record(50.0, nimg=32)])
+    broken_run(runs, f"stylegan2-obama-100-paper-s9-{obama.short_hash[:8]}")
+    make_run(runs, "grumpy-s0", grumpy, 0, metrics=curve(60.0))
+    for seed, value in enumerate((40.0, 42.0)):
+        make_run(runs, f"panda-s{seed}", panda, seed, metrics=curve(value))
+    make_run(runs, "cat-s0", cat, 0, metrics=[metric_record(None, nimg=48)], device="cpu")
+    for seed, value in enumerate((70.0, 71.0, 72.0)):
+        with_grids(
+            make_run(runs, f"obama64-s{seed}", long["obama-100"], seed, metrics=curve(value, nimg=64)),
+            (40, 40, 180),
+        )
+    make_run(runs, "grumpy64-s0", long["grumpy-cat-100"], 0, status="diverged", cur_nimg=32)
+    stale = make_run(runs, "panda64-s0", long["panda-100"], 0, status="running", cur_nimg=0)
+    info = json.loads(stale.info_path.read_text())
+    stale.info_path.write_text(json.dumps({**info, "updated_utc": STALE_UTC}, indent=2, sort_keys=True))
+    make_run(runs, "cat64-s0", long["animalface-cat"], 0, status="stopped", cur_nimg=32)
+    make_run(
+        runs, "dog64-s0", long["animalface-dog"], 0, metrics=[metric_record(20.0, nimg=64, standard=False)]
+    )
+    smoke = resolve("stylegan2", "obama-100", "smoke")
+    make_run(runs, "obama-smoke", smoke, 0, metrics=[metric_record(90.0, nimg=32)])
+    reported = write_reported(root / "reported.csv")
+    return {"runs": runs, "reported": reported, "variant": variant, "obama": obama}

@@ -179,7 +179,7 @@ def test_insgen_tables_have_their_baselines() -> None:
     afhq = build_table(load_table("insgen-afhq"), [], reported).cells
     trained = afhq[afhq["method"].isin(["stylegan2", "ada"])]
     assert (trained["recipe_status"] == "ok").all() and len(trained) == 6
-    assert afhq[afhq["method"] == "contrad"]["verdict"].eq("reference only").all()
+    assert afhq[afhq["method"] == "contrad"]["verdict"].eq("reported only").all()
     # FFHQ: StyleGAN2 is stylegan2-ada-pytorch --aug=noaug, i.e. the ADA recipe with p held at 0
     plain = lottery_free_cell("insgen-ffhq", "StyleGAN2")
     ada = lottery_free_cell("insgen-ffhq", "ADA")

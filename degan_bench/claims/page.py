@@ -15,6 +15,7 @@ from markdown_it import MarkdownIt
 
 from degan_bench.claims.check import CellValue, ClaimResult, evaluate_claim
 from degan_bench.claims.definition import ClaimDef
+from degan_bench.results.render import Page
 from degan_bench.results.store import StoredRun
 
 PAGE_TITLE = "Claims: the papers' headline claims, checked"
@@ -172,11 +173,22 @@ def write_claims_page(results: list[ClaimResult], out: Path) -> list[Path]:
     return [md_path, html_path]
 
 
-def build_claims_page(out: Path, runs: list[StoredRun], reported: pd.DataFrame) -> list[Path]:
-    """Evaluate every claim of ``recipes/claims/`` and write the page under ``out`` (the leaderboard
-    writer's hook: ``build_claims_page(target, stored, reported)``)."""
+def evaluate_all_claims(runs: list[StoredRun], reported: pd.DataFrame) -> list[ClaimResult]:
+    """Every claim of ``recipes/claims/``, evaluated on ``runs`` (one recipe cache shared by all)."""
     from degan_bench.claims.definition import load_claims
 
     cache: dict = {}
-    results = [evaluate_claim(c, runs, reported, cache=cache) for c in load_claims(all_claims=True)]
-    return write_claims_page(results, out)
+    return [evaluate_claim(c, runs, reported, cache=cache) for c in load_claims(all_claims=True)]
+
+
+def build_claims_page(out: Path, runs: list[StoredRun], reported: pd.DataFrame) -> list[Path]:
+    """Evaluate every claim and write ``claims.md`` + ``claims.html`` under ``out``."""
+    return write_claims_page(evaluate_all_claims(runs, reported), out)
+
+
+def claims_leaderboard_page(runs: list[StoredRun], reported: pd.DataFrame) -> Page:
+    """The claims page as a page of the leaderboard writer (``write_leaderboards(extra_pages=...)``), so
+    ``degan-bench table --all`` writes it beside the tables and links it from the index."""
+    from degan_bench.results.blocks import Text
+
+    return Page("claims", PAGE_TITLE, [Text(claims_markdown(evaluate_all_claims(runs, reported)))])

@@ -30,7 +30,9 @@ def table_command(
     fmt: Annotated[
         str,
         typer.Option(
-            "--format", help="md (pictures beside it) | html (one self-contained page) | csv | json"
+            "--format",
+            help="md (GitHub pages, pictures in media/) | html (one page, glossary and legend once) | "
+            "latex (tables and notes for an appendix) | csv (the tidy frame) | json",
         ),
     ] = "md",
     out: Annotated[
@@ -77,8 +79,8 @@ def table_command(
         typer.Option(help="Confidence of the t-interval over seeds (default 0.95).", show_default=False),
     ] = None,
 ) -> None:
-    """Build paper tables from the run store: reported value, our mean ± std over seeds (n), delta,
-    verdict, protocol and GPU-hours per cell; a curve and sample grid per cell with runs.
+    """Build paper tables from the run store: per dataset Paper | Ours (mean ± sd, n) | Δ | source, who
+    wins (our numbers ranked, each paper's own ordering beside them), sample panels and curves.
 
     Example: degan-bench table diffaugment-lowshot --runs runs/ --runs /scratch/runs
     """
@@ -89,8 +91,8 @@ def table_command(
     from degan_bench.results.store import describe_runs, scan_runs
     from degan_bench.results.tables import BuildOptions, build_table, load_tables, parse_tolerance
 
-    if fmt not in ("md", "html", "csv", "json"):
-        raise DeganError(f"--format {fmt!r} is not supported", fix="use md, html, csv or json")
+    if fmt not in ("md", "html", "latex", "csv", "json"):
+        raise DeganError(f"--format {fmt!r} is not supported", fix="use md, html, latex, csv or json")
     if checkpoint not in ("last", "best"):
         raise DeganError(f"--checkpoint {checkpoint!r} is not supported", fix="use last or best")
     if preset is not None and preset not in PRESETS:
@@ -122,13 +124,20 @@ def table_command(
         )
         for table in tables
     ]
-    written = write_leaderboards(results, stored, out or default_out(), fmt=fmt, plots=plots)
+    extra_pages = []
+    if all_ and fmt in ("md", "html"):
+        from degan_bench.claims.page import claims_leaderboard_page
+
+        extra_pages.append(claims_leaderboard_page(stored, table_data))
+    written = write_leaderboards(
+        results, stored, out or default_out(), fmt=fmt, plots=plots, extra_pages=extra_pages
+    )
     for result in results:
         main = result.cells[~result.cells["variant"] & ~result.cells["reference_only"]]
         counts = main["verdict"].str.replace(r" \(n=\d+\)$", "", regex=True).value_counts()
         summary = ", ".join(f"{count} {verdict}" for verdict, count in counts.items())
         console.print(f"{result.table.name} ({result.preset}): {summary}", highlight=False)
-    documents = [p for p in written if p.suffix in (".md", ".html", ".csv", ".json")]
+    documents = [p for p in written if p.suffix in (".md", ".html", ".tex", ".csv", ".json")]
     console.print(
         f"wrote {len(documents)} page(s) and {len(written) - len(documents)} picture(s) to "
         f"{(out or default_out())}",

@@ -26,18 +26,23 @@ How a cell is computed (:func:`build_table`):
   default), i.e. the verdict asks whether our interval reaches the reported value's band. With fewer
   seeds only the band applies and the verdict says ``(n=1)`` / ``(n=2)``. A reported number made under
   another (or an unknown) protocol is *not comparable*.
-- **Ranking** (bold): reported numbers are ranked only against numbers of the same column made under
-  the same stated protocol and in the same row ``group`` (e.g. pre-trained transfer rows apart from
-  from-scratch ones), and only when there are at least two; a number under an unknown protocol is never
-  ranked. Rows are shown in sections by the protocol of their reported numbers.
-- **Flags** (footnotes): protocol mismatch; the paper selected its checkpoint on the split it reports;
-  our ``best`` checkpoint was selected on the reporting split; reported value only from an aggregator or
-  unverified; other versions of the reported number; copies of it that disagree; recipe variants.
+- **Ranking**: our own numbers are ranked per column (they share one protocol), see
+  :mod:`degan_bench.results.ranking`; reported numbers are never ranked against each other here, each
+  source's own ordering is kept apart (:attr:`TableResult.claims`).
+- **Flags** (table-level notes, :data:`FLAG_TITLES`): protocol mismatch; the paper selected its
+  checkpoint on the split it reports; our ``best`` checkpoint was selected on the reporting split;
+  reported value only from an aggregator or unverified; other versions of the reported number; copies
+  of it that disagree; recipe variants; stand-in weights.
+- **Run states**: ``failed`` and ``diverged`` runs, and runs that died before their first tick (still
+  ``running`` at kimg 0 with no update for :data:`STALE_START_HOURS`), are *failed*; ``running`` and
+  ``stopped`` ones are *incomplete* (``degan-bench sweep`` resumes them).
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -50,12 +55,20 @@ from degan_bench.metrics.protocols import get_protocol
 from degan_bench.paths import recipes_dir
 from degan_bench.recipes.loader import ResolvedRecipe, expected_recipe_path, read_yaml, resolve_recipe
 from degan_bench.recipes.schema import PRESETS
+from degan_bench.results import numbers
 from degan_bench.results import reported as rep
+from degan_bench.results.numbers import LOWER_IS_BETTER
 from degan_bench.results.store import StoredRun, pick_record
 from degan_bench.schema import did_you_mean, from_dict
 
 Checkpoint = Literal["last", "best"]
-LOWER_IS_BETTER = {"fid": True, "kid": True, "is": False}
+__all__ = ["LOWER_IS_BETTER"]  # re-exported: the metric directions live in results.numbers
+#: statuses of a run that ended without a result (``diverged``: non-finite losses)
+FAILED_STATUSES = ("failed", "diverged")
+#: statuses of a run that can continue (``degan-bench sweep`` resumes it)
+INCOMPLETE_STATUSES = ("running", "stopped")
+#: a run still ``running`` at kimg 0 whose run.json was not updated for this long died before training
+STALE_START_HOURS = 2.0
 
 
 # -- definitions ---------------------------------------------------------------------------------
@@ -200,7 +213,10 @@ class TableDef:
     ``protocols`` (one sub-table each, e.g. ``[is10k, fid10k_test]``); ``source`` (default source of the
     reported numbers); ``columns`` and ``rows`` in the paper's order; ``set`` (``--set`` overrides applied
     to every cell's recipe); ``default_preset``; ``seeds`` (training seeds ``degan-bench sweep`` runs per
-    cell by default); ``in_all`` (part of ``--all``); ``tolerance``; ``notes``. ``name`` is the file name.
+    cell by default); ``in_all`` (part of ``--all``); ``tolerance``; ``notes``. ``claimed_by``: the paper
+    whose own comparison the table's reported numbers are (its rows quote several sources, e.g. FakeCLR's
+    table with its baselines): each column's reported numbers are then shown as that paper's claimed
+    ordering. ``name`` is the file name.
     """
 
     title: str
@@ -217,8 +233,11 @@ class TableDef:
     in_all: bool = True
     tolerance: Tolerance = field(default_factory=Tolerance)
     notes: list[str] = field(default_factory=list)
+    claimed_by: str | None = None
 
     def check(self) -> None:
+        if self.claimed_by is not None and self.claimed_by not in rep.PAPERS:
+            raise ValueError(f"claimed_by {self.claimed_by!r} is not one of {', '.join(rep.PAPERS)}")
         if self.default_preset not in PRESETS:
             raise ValueError(f"default_preset {self.default_preset!r} is not one of {', '.join(PRESETS)}")
         if not self.protocols or not self.columns or not self.rows:
@@ -354,6 +373,7 @@ class BuildOptions:
     preset: str | None = None  # None: the table's default_preset
     checkpoint: Checkpoint = "last"
     tolerance: Tolerance | None = None  # None: the table's
+    now: _dt.datetime | None = None  # "now" for stale-start detection (None: the clock)
 
 
 @dataclass
@@ -365,22 +385,45 @@ class TableResult:
     cells: pd.DataFrame  # one row per (row, column, protocol), plus one per recipe variant
     runs: pd.DataFrame  # one row per (cell, run) considered
     unreadable: list[StoredRun] = field(default_factory=list)
+    #: runs of this table's cells under other presets: preset -> count (the page names them)
+    other_presets: dict[str, int] = field(default_factory=dict)
+    #: each source's own numbers per column (see :func:`claimed_orderings`)
+    claims: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=CLAIM_COLUMNS))
 
 
 CELL_COLUMNS = [
     "table", "preset", "protocol", "row", "method", "column", "dataset", "variant", "reference_only",
     "recipe_status", "recipe_message", "recipe_hash", "our_protocol", "reported", "reported_protocol",
-    "reported_paper", "reported_table", "reported_version", "verification", "reported_selection",
-    "alternatives", "mean", "std", "n", "n_standin", "standin_values", "n_pending", "n_incomplete",
-    "n_failed", "n_unreadable", "delta", "rel_delta", "band", "halfwidth", "ci_low", "ci_high", "verdict",
-    "flags", "gpu_hours", "cpu_hours", "devices", "run_ids", "lower_is_better", "row_group", "section",
-    "rank_group", "is_best_reported", "is_best_ours", "mixed_fingerprints",
+    "reported_paper", "reported_table", "reported_version", "reported_source", "reported_label",
+    "reported_quotes", "verification", "reported_selection", "alternatives", "mean", "std", "n",
+    "n_standin", "standin_values", "n_pending", "n_incomplete", "n_failed", "n_unreadable", "delta",
+    "rel_delta", "band", "halfwidth", "ci_low", "ci_high", "verdict", "flags", "flag_keys", "gpu_hours",
+    "cpu_hours", "devices", "run_ids", "lower_is_better", "row_group", "mixed_fingerprints",
 ]  # fmt: skip
 RUN_COLUMNS = [
     "run_id", "path", "row", "method", "column", "dataset", "protocol", "seed", "recipe_hash", "variant",
-    "status", "record_state", "value", "kimg", "total_kimg", "device", "gpu_hours", "cpu_hours",
-    "selected_on_split", "fingerprint", "code_version",
+    "status", "status_detail", "record_state", "value", "kimg", "total_kimg", "device", "gpu_hours",
+    "cpu_hours", "selected_on_split", "fingerprint", "code_version",
 ]  # fmt: skip
+CLAIM_COLUMNS = [
+    "protocol", "dataset", "metric", "claim", "claim_protocol", "label", "method", "value", "on_page",
+]  # fmt: skip
+
+
+def run_state(run: StoredRun, now: _dt.datetime | None = None) -> tuple[str, str]:
+    """(status as the leaderboards show it, why) of a run: ``diverged`` runs and runs that died before
+    their first tick are ``failed`` (never resumable-looking ``running``)."""
+    if run.status == "diverged":
+        return "failed", "diverged (non-finite losses)"
+    if run.status == "running" and run.info is not None and run.info.cur_nimg == 0:
+        try:
+            updated = _dt.datetime.strptime(run.info.updated_utc, "%Y-%m-%dT%H:%M:%SZ")
+        except (TypeError, ValueError):
+            return run.status, ""
+        now = now or _dt.datetime.now(_dt.timezone.utc).replace(tzinfo=None)
+        if now.replace(tzinfo=None) - updated > _dt.timedelta(hours=STALE_START_HOURS):
+            return "failed", f"died before training (running at kimg 0, last update {run.info.updated_utc})"
+    return run.status, ""
 
 
 def _our_protocol(cell: CellRecipe, protocol: str, preset: str) -> str:
@@ -401,11 +444,17 @@ def _unreadable_of(run: StoredRun, key: tuple[str, str], preset: str) -> bool:
 
 
 def _run_rows(
-    runs: list[StoredRun], protocol: str, checkpoint: str, base: dict[str, Any], expected_hash: str | None
+    runs: list[StoredRun],
+    protocol: str,
+    checkpoint: str,
+    base: dict[str, Any],
+    expected_hash: str | None,
+    now: _dt.datetime | None = None,
 ) -> list[dict[str, Any]]:
     rows = []
     for run in runs:
-        picked = pick_record(run, protocol, checkpoint) if run.status == "complete" else None
+        status, detail = run_state(run, now)
+        picked = pick_record(run, protocol, checkpoint) if status == "complete" else None
         rows.append(
             {
                 **base,
@@ -415,7 +464,8 @@ def _run_rows(
                 "seed": run.seed,
                 "recipe_hash": run.recipe_hash,
                 "variant": expected_hash is None or run.recipe_hash != expected_hash,
-                "status": run.status,
+                "status": status,
+                "status_detail": detail,
                 "record_state": picked.state if picked else None,
                 "value": picked.value if picked else None,
                 "kimg": run.kimg,
@@ -449,8 +499,8 @@ def _aggregate(group: pd.DataFrame) -> dict[str, Any]:
         "n_standin": len(standin),
         "standin_values": [float(v) for v in standin["value"]],
         "n_pending": int(complete["record_state"].isin(["pending", "missing"]).sum()),
-        "n_incomplete": int(group["status"].isin(["running", "stopped"]).sum()),
-        "n_failed": int((group["status"] == "failed").sum()),
+        "n_incomplete": int(group["status"].isin(INCOMPLETE_STATUSES).sum()),
+        "n_failed": int(group["status"].isin(FAILED_STATUSES).sum()),
         "n_unreadable": int((group["status"] == "unreadable").sum()),
         "gpu_hours": float(group["gpu_hours"].sum()),
         "cpu_hours": float(group["cpu_hours"].sum()),
@@ -468,7 +518,7 @@ def _verdict(cell: dict[str, Any], tolerance: Tolerance) -> dict[str, Any]:
         if half is not None:
             out.update(halfwidth=half, ci_low=cell["mean"] - half, ci_high=cell["mean"] + half)
     if cell["reference_only"]:
-        return {**out, "verdict": "reference only"}
+        return {**out, "verdict": "reported only"}
     if cell["variant"]:
         return {**out, "verdict": "other recipe: not compared"}
     if cell["n"] == 0:
@@ -508,7 +558,8 @@ def _alternatives_text(others: list[dict[str, Any]]) -> str:
     parts = []
     for other in others:
         version = f", arXiv {other['arxiv_version']}" if other["arxiv_version"] else ""
-        parts.append(f"{other['value']:g} ({other['table']}{version}; {other['protocol']})")
+        shown = numbers.value(str(other["metric"]), other["value"])
+        parts.append(f"{shown} ({other['table']}{version}; {other['protocol']})")
     return "; ".join(parts)
 
 
@@ -584,7 +635,9 @@ def build_table(
                     "column": column.label,
                     "dataset": column.dataset,
                 }
-                cell_runs = _run_rows(matching + unreadable, our_protocol, options.checkpoint, base, expected)
+                cell_runs = _run_rows(
+                    matching + unreadable, our_protocol, options.checkpoint, base, expected, options.now
+                )
                 for r in cell_runs:  # an unreadable run of this cell's name is shown with the cell
                     if r["status"] == "unreadable":
                         r["variant"] = False
@@ -603,6 +656,9 @@ def build_table(
                     "reported_paper": source.paper,
                     "reported_table": primary["table"] if primary else None,
                     "reported_version": primary["arxiv_version"] if primary else None,
+                    "reported_source": primary["source"] if primary else None,
+                    "reported_label": primary["row"] if primary else None,
+                    "reported_quotes": primary["quotes"] if primary else None,
                     "verification": primary["verification"] if primary else None,
                     "reported_selection": primary["selection"] if primary else None,
                     "alternatives": _alternatives_text(others),
@@ -623,12 +679,18 @@ def build_table(
                     aggregate = _aggregate(pd.DataFrame(group, columns=RUN_COLUMNS))
                     cell = {**common, "variant": is_variant, "recipe_hash": recipe_hash, **aggregate}
                     cell.update(_verdict(cell, tolerance))
-                    cell["flags"] = _flags(cell, options.checkpoint)
+                    flags = _flags(cell, options.checkpoint)
+                    cell["flag_keys"] = [key for key, _ in flags]
+                    cell["flags"] = [text for _, text in flags]
                     cell_rows.append(cell)
     cells = pd.DataFrame(cell_rows)
-    _mark_sections(cells)
-    _mark_best(cells)
     cells = cells.reindex(columns=[*CELL_COLUMNS, "selected_splits", "metric"])
+    cells_of_table = {(r.method, c.dataset) for r in table.rows for c in table.columns}
+    other_presets: dict[str, int] = {}
+    for run in readable:
+        ours = (run.method, run.dataset) in cells_of_table and run.arch == table.backbone
+        if ours and run.preset != preset:
+            other_presets[str(run.preset)] = other_presets.get(str(run.preset), 0) + 1
     return TableResult(
         table=table,
         preset=preset,
@@ -637,129 +699,157 @@ def build_table(
         cells=cells,
         runs=pd.DataFrame(run_rows, columns=RUN_COLUMNS),
         unreadable=[r for r in runs if r.status == "unreadable"],
+        other_presets=dict(sorted(other_presets.items())),
+        claims=claimed_orderings(table, cells, reported),
     )
 
 
-def _flags(cell: dict[str, Any], checkpoint: str) -> list[str]:
-    """Footnote texts of one cell (shared texts become one numbered footnote when rendered)."""
-    flags = []
-    if (
-        cell["reported"] is not None
-        and cell["reported_protocol"] != cell["our_protocol"]
-        and not cell["variant"]
-    ):
-        if cell["reported_protocol"] == rep.UNKNOWN_PROTOCOL:
-            flags.append(
-                "the source does not say how its number was measured (protocol unknown): not compared"
-            )
-        else:
-            flags.append(
-                f"reported under {cell['reported_protocol']}, ours under {cell['our_protocol']}: not compared"
-            )
-    if cell["preset"] != "paper" and cell["n"] and cell["reported"] is not None and not cell["variant"]:
-        flags.append(f"our runs use the {cell['preset']} preset, not the paper recipe: not compared")
-    if cell["reported_selection"] == "best_on_test":
-        flags.append(
-            "the paper picked its checkpoint by the metric on the split it reports (test-set model selection)"
-        )
-    if checkpoint == "best" and cell["selected_splits"]:
-        flags.append(
-            f"our number is the `best` checkpoint, selected on the {'/'.join(cell['selected_splits'])} "
-            "split it is reported on"
-        )
-    if cell["verification"] in ("aggregator", "unverified"):
-        flags.append(
-            "reported value from a benchmark aggregator or not checked against the official code/README"
-        )
-    if cell["alternatives"]:
-        flags.append(f"other reported versions: {cell['alternatives']}")
-    flags.extend(cell["conflicts"])
-    if cell["not_compared"] and cell["reported"] is not None and not cell["variant"]:
-        flags.append(f"not compared with our runs: {cell['not_compared']}")
-    if cell["variant"]:
-        flags.append(
-            f"runs of another recipe (hash {str(cell['recipe_hash'])[:8]}, e.g. --set overrides or an "
-            "older recipe): shown apart, never averaged with the recipe's runs"
-        )
-    if cell["mixed_fingerprints"]:
-        flags.append(
-            "the runs' metric records carry different protocol fingerprints (the protocol changed between "
-            "code versions?): not averaged; re-evaluate them with `degan-bench eval`"
-        )
-    if cell["n_standin"]:
-        values = ", ".join(f"{v:.4g}" for v in cell["standin_values"])
-        flags.append(
-            f"{cell['n_standin']} run(s) evaluated with non-standard Inception weights ({values}): "
-            "not compared"
-        )
-    return flags
+def claimed_orderings(table: TableDef, cells: pd.DataFrame, reported: pd.DataFrame) -> pd.DataFrame:
+    """Each source's own numbers per (protocol, column): the ordering that source claims.
 
+    A *claim* is one printed table (paper, table, arXiv version) that gives the reported number of at
+    least one row of this table; its entries are that printed table's numbers for the column and
+    metric, of methods that are rows here (its other rows are outside this page). One source's numbers
+    share whatever protocol it used, so they may be ordered among themselves even when that protocol is
+    unknown to us. With ``claimed_by`` the table's own reported column is one more claim: that paper's
+    comparison as the table transcribes it. Claims of fewer than two numbers are left out."""
+    rows: list[dict[str, Any]] = []
+    main = cells[~cells["variant"] & cells["reported"].notna()]
+    page_methods = {r.reported_key for r in table.rows}
+    label_of = {r.reported_key: r.label for r in table.rows}
+    groups = {r.reported_key: r.group or "" for r in table.rows}
 
-#: section kinds, in the order they are shown
-SECTION_ORDER = ("ours", "other", "mixed", "unknown", "none")
+    def group_of(method: str) -> str:
+        return groups.get(method, "")
 
-
-def section_of(protocols: set[str], table_protocol: str) -> tuple[str, str]:
-    """(kind, protocol) of a row from the protocols of its reported numbers in one sub-table."""
-    if not protocols:
-        return "none", ""
-    if len(protocols) > 1:
-        return "mixed", ""
-    (protocol,) = protocols
-    if protocol == rep.UNKNOWN_PROTOCOL:
-        return "unknown", ""
-    return ("ours" if protocol == table_protocol else "other"), protocol
-
-
-def _mark_sections(cells: pd.DataFrame) -> None:
-    """``section`` (kind, protocol, row group) of every cell's row and ``rank_group`` of every reported
-    number that may be ranked: its sub-table, column, stated protocol and row group."""
-    cells["section"] = None
-    cells["rank_group"] = None
-    if cells.empty:
-        return
-    main = cells[~cells["variant"]]
-    for (protocol, method, label), group in main.groupby(["protocol", "method", "row"], sort=False):
-        stated = {
-            str(p) for p, v in zip(group["reported_protocol"], group["reported"], strict=True) if pd.notna(v)
-        }
-        kind, shown = section_of(stated, protocol)
-        row_group = group["row_group"].iloc[0] or ""
-        rows = (cells["protocol"] == protocol) & (cells["method"] == method) & (cells["row"] == label)
-        index = cells[rows].index
-        cells.loc[index, "section"] = pd.Series([(kind, shown, row_group)] * len(index), index=index)
-    rankable = (
-        ~cells["variant"]
-        & cells["reported"].notna()
-        & cells["reported_protocol"].notna()
-        & (cells["reported_protocol"] != rep.UNKNOWN_PROTOCOL)
-    )
-    for i in cells[rankable].index:
-        cell = cells.loc[i]
-        cells.at[i, "rank_group"] = (
-            f"{cell['protocol']}|{cell['dataset']}|{cell['reported_protocol']}|{cell['row_group'] or ''}"
-        )
-
-
-def _mark_best(cells: pd.DataFrame) -> None:
-    """Best reported value per rank group and best reproduced value per (protocol, column), by the
-    metric's direction; a group of one value has no best."""
-    cells["is_best_reported"] = False
-    cells["is_best_ours"] = False
-    if cells.empty:
-        return
-
-    def mark(frame: pd.DataFrame, keys: list[str], value_col: str, flag_col: str) -> None:
-        for _key, group in frame.groupby(keys, sort=False):
-            values = group[value_col].dropna().astype(float)
-            if len(values) < 2:
+    for (protocol, dataset), group in main.groupby(["protocol", "dataset"], sort=False):
+        metric = get_protocol(str(protocol)).metric
+        sources = group.drop_duplicates(["reported_paper", "reported_table", "reported_version"])
+        for _, src in sources.iterrows():
+            printed = reported[
+                (reported["paper"] == src["reported_paper"])
+                & (reported["table"] == src["reported_table"])
+                & (reported["arxiv_version"] == src["reported_version"])
+                & (reported["dataset"] == dataset)
+                & (reported["metric"] == metric)
+                & reported["method"].isin(page_methods)
+            ]
+            if len(printed) < 2:
                 continue
-            best = values.min() if bool(group["lower_is_better"].iloc[0]) else values.max()
-            cells.loc[values[values == best].index, flag_col] = True
+            claim = claim_label(src["reported_paper"], src["reported_table"], src["reported_version"])
+            claim_protocol = _one_protocol(printed["protocol"])
+            # a paper that compares its rows in groups (pre-trained apart from from-scratch) claims an
+            # ordering per group
+            for group_name, members in printed.groupby(printed["method"].map(group_of), sort=False):
+                if len(members) < 2:
+                    continue
+                for _, entry in members.iterrows():
+                    rows.append({
+                        "protocol": protocol, "dataset": dataset, "metric": metric,
+                        "claim": claim + (f" · {group_name}" if group_name else ""),
+                        "claim_protocol": claim_protocol, "method": entry["method"],
+                        "label": label_of.get(entry["method"], entry["row"]),
+                        "value": float(entry["value"]), "on_page": True,
+                    })  # fmt: skip
+        if table.claimed_by is not None and len(group) >= 2:
+            claim = f"{paper_name(table.claimed_by)}'s comparison (this table)"
+            claim_protocol = _one_protocol(group["reported_protocol"])
+            for _, entry in group.iterrows():
+                rows.append({
+                    "protocol": protocol, "dataset": dataset, "metric": metric, "claim": claim,
+                    "claim_protocol": claim_protocol, "label": entry["row"], "method": entry["method"],
+                    "value": float(entry["reported"]), "on_page": True,
+                })  # fmt: skip
+    frame = pd.DataFrame(rows, columns=CLAIM_COLUMNS)
+    # one entry per (claim, method): a printed table lists each method once per column
+    return frame.drop_duplicates(["protocol", "dataset", "claim", "method", "label"]).reset_index(drop=True)
 
-    mark(cells[cells["rank_group"].notna()], ["rank_group"], "reported", "is_best_reported")
-    ours = cells[~cells["variant"] & (cells["n"] > 0)]
-    mark(ours, ["protocol", "dataset"], "mean", "is_best_ours")
+
+def _one_protocol(protocols: pd.Series) -> str:
+    distinct = set(protocols.astype(str))
+    return distinct.pop() if len(distinct) == 1 else "mixed"
+
+
+#: how the pages name each paper (keys of :data:`~degan_bench.results.reported.PAPERS`)
+PAPER_NAMES: dict[str, str] = {
+    "diffaugment": "DiffAugment", "ada": "ADA", "insgen": "InsGen", "fakeclr": "FakeCLR",
+    "diggan": "DigGAN", "lottery": "Lottery-ticket GAN", "lecam": "LeCam", "genco": "GenCo",
+}  # fmt: skip
+
+
+def paper_name(paper: str) -> str:
+    return PAPER_NAMES.get(paper, paper)
+
+
+def claim_label(paper: str, table: Any, version: Any) -> str:
+    """``DiffAugment Table 4 (arXiv v2+)``."""
+    version_text = f" (arXiv {version})" if isinstance(version, str) and version else ""
+    return f"{paper_name(paper)} {table}{version_text}"
+
+
+_COMMIT = re.compile(r"@\s*([0-9a-f]{7,40})\b")
+
+
+def source_commit(source: Any) -> str | None:
+    """The commit a source text pins (``... README.md @12444c7 ...``), if any."""
+    match = _COMMIT.search(str(source or ""))
+    return match.group(1) if match else None
+
+
+#: what each flag means, once per page (a table-level note lists the cells it concerns)
+FLAG_TITLES: dict[str, str] = {
+    "protocol_unknown": "The source does not say how its number was measured (protocol unknown): not "
+    "compared with ours",
+    "protocol_other": "Reported under another protocol than ours: not compared",
+    "preset": "Our runs use a non-paper preset (fewer kimg, a tiny model or a derived protocol): not "
+    "compared",
+    "selection_test": "The paper picked its checkpoint by the metric on the split it reports (test-set model "
+    "selection); ours is the `last` checkpoint unless `--checkpoint best`",
+    "selection_ours": "Our number is the `best` checkpoint, selected on the split it is reported on",
+    "aggregator": "Reported value from a benchmark aggregator or not checked against the official "
+    "code/README",
+    "versions": "Other versions of the reported number (not shown in the Paper column)",
+    "conflict": "Copies of the reported number disagree",
+    "not_compared": "Not compared with our runs although the protocol matches",
+    "variant": "Runs of another recipe (`--set` overrides or an older recipe): shown apart, never averaged "
+    "with the recipe's runs",
+    "mixed": "The runs' metric records carry different protocol fingerprints (the protocol changed between "
+    "code versions?): not averaged; re-evaluate them with `degan-bench eval`",
+    "standin": "Runs evaluated with non-standard (stand-in) Inception weights: shown, never compared",
+}
+
+
+def _flags(cell: dict[str, Any], checkpoint: str) -> list[tuple[str, str]]:
+    """(key of :data:`FLAG_TITLES`, this cell's text) of every flag of one cell."""
+    flags: list[tuple[str, str]] = []
+    main = not cell["variant"]
+    if cell["reported"] is not None and cell["reported_protocol"] != cell["our_protocol"] and main:
+        if cell["reported_protocol"] == rep.UNKNOWN_PROTOCOL:
+            flags.append(("protocol_unknown", "protocol unknown"))
+        else:
+            flags.append(("protocol_other", f"reported under {cell['reported_protocol']}, ours under "
+                                            f"{cell['our_protocol']}"))  # fmt: skip
+    if cell["preset"] != "paper" and cell["n"] and cell["reported"] is not None and main:
+        flags.append(("preset", f"our runs use the {cell['preset']} preset"))
+    if cell["reported_selection"] == "best_on_test":
+        flags.append(("selection_test", "paper: best checkpoint on the reporting split"))
+    if checkpoint == "best" and cell["selected_splits"]:
+        flags.append(("selection_ours", f"ours: best checkpoint on {'/'.join(cell['selected_splits'])}"))
+    if cell["verification"] in ("aggregator", "unverified"):
+        flags.append(("aggregator", f"reported value {cell['verification']}"))
+    if cell["alternatives"]:
+        flags.append(("versions", cell["alternatives"]))
+    flags.extend(("conflict", text) for text in cell["conflicts"])
+    if cell["not_compared"] and cell["reported"] is not None and main:
+        flags.append(("not_compared", str(cell["not_compared"])))
+    if cell["variant"]:
+        flags.append(("variant", f"recipe {str(cell['recipe_hash'])[:8]}"))
+    if cell["mixed_fingerprints"]:
+        flags.append(("mixed", "mixed protocol fingerprints"))
+    if cell["n_standin"]:
+        values = ", ".join(numbers.value(cell["metric"], v) for v in cell["standin_values"])
+        flags.append(("standin", f"{cell['n_standin']} run(s) with stand-in weights ({values})"))
+    return flags
 
 
 def parse_tolerance(specs: list[str], confidence: float | None, base: Tolerance) -> Tolerance:
