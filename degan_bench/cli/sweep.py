@@ -422,8 +422,8 @@ def _print_plan(jobs: list, skipped: list, root: Path) -> None:
             highlight=False,
         )
     for job in jobs:
-        if job.state == "conflict":
-            console.print(f"[yellow]conflict[/] {job.name}: {job.note}", highlight=False, soft_wrap=True)
+        if job.state in ("conflict", "leased", "failed"):
+            console.print(f"[yellow]{job.state}[/] {job.name}: {job.note}", highlight=False, soft_wrap=True)
 
 
 def _print_estimate(jobs: list, stored: list, costs: list) -> None:

@@ -85,10 +85,9 @@ def dataset_checks(jobs: list[Any]) -> list[Check]:
             checks.append(Check(f"dataset {name}@{resolution}", True, "prepared"))
             continue
         spec = get_dataset_spec(get_dataset_spec(name).base)
-        if spec.sources:
-            checks.append(
-                Check(f"dataset {name}@{resolution}", True, "not prepared; downloaded on first use")
-            )
+        if spec.sources or spec.layout == "embedded":
+            how = "generated" if spec.layout == "embedded" else "downloaded"
+            checks.append(Check(f"dataset {name}@{resolution}", True, f"not prepared; {how} on first use"))
         else:
             checks.append(
                 Check(
