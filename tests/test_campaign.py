@@ -532,3 +532,43 @@ def test_selection_keeps_chains_whole(real_recipes: Path, tmp_path: Path) -> Non
     assert [states[id(j)] for j in chains[0].jobs] == ["failed", "blocked", "blocked"]
     picked = select(chains, states, Selection(states=["new"]))
     assert [c.id for c in picked] == [chains[1].id] and jobs_of(picked) == chains[1].jobs
+
+
+def test_the_nightly_check_fails_on_unfinished_runs_nan_and_regressions(tmp_path: Path, monkeypatch) -> None:
+    from degan_bench.recipes.loader import resolve_recipe
+
+    root = write_recipes(tmp_path / "recipes")
+    monkeypatch.setenv("DEGAN_BENCH_RECIPES", str(root))
+    runs = tmp_path / "nightly"
+    ticks = [
+        {"tick": t, "kimg": 0.016 * t, "sec_per_kimg": s, "losses": {"G": 1.0}}
+        for t, s in enumerate((9, 2, 2))
+    ]
+    metric = {"protocol": "fid5k_train", "value": 50.0, "status": "ok", "lower_is_better": True}
+    make_run(runs, "good", resolve_recipe("stylegan2", "obama-100"), 0, stats=ticks, metrics=[metric])
+    reference = tmp_path / "reference.json"
+    first = CliRunner().invoke(
+        app, ["runs", "check", "--runs", str(runs), "--write-reference", str(reference)]
+    )
+    assert first.exit_code == 0 and "no reference" in first.output  # the first night sets the reference
+    assert (
+        CliRunner()
+        .invoke(app, ["runs", "check", "--runs", str(runs), "--reference", str(reference)])
+        .exit_code
+        == 0
+    )
+    slow = [{**t, "sec_per_kimg": 3.0} for t in ticks]
+    worse = {**metric, "value": 70.0}
+    bad_ticks = [*ticks, {"tick": 3, "kimg": 0.048, "sec_per_kimg": 2, "losses": {"G": float("nan")}}]
+    make_run(runs, "slow", resolve_recipe("stylegan2", "panda-100"), 0, stats=slow, metrics=[worse])
+    make_run(runs, "nan", resolve_recipe("stylegan2", "grumpy-cat-100"), 0, stats=bad_ticks, status="failed")
+    data = json.loads(reference.read_text())
+    key = next(iter(data["cells"]))
+    for name in ("panda-100", "grumpy-cat-100"):
+        data["cells"][key.replace("obama-100", name)] = data["cells"][key]
+    reference.write_text(json.dumps(data))
+    result = CliRunner().invoke(app, ["runs", "check", "--runs", str(runs), "--reference", str(reference)])
+    assert result.exit_code == ExitCode.FAILED
+    out = " ".join(result.output.split())
+    assert "slow: 3 sec/kimg is slower than the reference 2" in out and "fid5k_train 70 is worse" in out
+    assert "nan: failed" in out and "nan: non-finite loss G=nan" in out

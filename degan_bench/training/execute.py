@@ -58,7 +58,7 @@ def share_plan(plan: RunPlan | None, process: ProcessGroup, problem: DeganError 
             source = plan.resume_payload.get("_source") if plan.resume_payload else None
             box[0] = (str(plan.run.path), source, plan.already_complete, plan.forced)
     dist.broadcast_object_list(box, src=0)
-    if box[0][0] == "error":
+    if len(box[0]) == 3 and box[0][0] == "error":
         if problem is not None:
             raise problem
         raise (LeaseHeld if box[0][1] else DeganError)(box[0][2])
