@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -124,4 +125,8 @@ def run(
         evaluate=not no_eval,
     )
     if result is not None and result.status != "complete":
+        if os.environ.get("TORCHELASTIC_RUN_ID"):
+            # Under torchrun any non-zero exit is a failure of the whole group: exit 0 and let the
+            # launcher read run.json (status stopped), as the SLURM wrapper and the local queue do.
+            return
         raise typer.Exit(ExitCode.PROGRESS)

@@ -152,6 +152,8 @@ def _wrapper(label: str, requeue_id: str) -> list[str]:
         'wait "$child" 2>/dev/null; status=$?',
         'state=$("$PYTHON" -c \'import json, sys; print(json.load(open(sys.argv[1]))["status"])\' '
         '"$run_dir/run.json" 2>/dev/null || echo unknown)',
+        "# under torchrun a stopped run exits 0 (torchrun fails a group on any other code): 75 here",
+        'if [ "$status" = 0 ] && [ "$state" = stopped ]; then status=75; fi',
         f'echo "$(date -u +%FT%TZ) {label}: exit $status, run status $state"',
         'if [ "$requeue" = 1 ] && [ "$state" = stopped ]; then',
         f'  scontrol requeue "{requeue_id}"',
