@@ -6,6 +6,7 @@ PIP_FLAGS ?= --disable-pip-version-check
 PYTEST_ARGS ?=
 TABLE_ARGS ?=
 SWEEP_ARGS ?=
+DEADLINE_MINUTES ?=
 BENCH_DEVICE ?= auto
 
 .PHONY: install demo test lint bench table reproduce-all
@@ -38,5 +39,7 @@ bench: install  ## training and evaluation throughput (see benchmarks/); BENCH_D
 table: install  ## rebuild every leaderboard in results/leaderboards/ from the run store (TABLE_ARGS="--runs DIR ...")
 	$(VENV)/bin/degan-bench table --all $(TABLE_ARGS)
 
-reproduce-all: install  ## train every paper-table cell with the paper recipes, then rebuild the leaderboards (SWEEP_ARGS="--gpus 0,1 ...")
-	$(VENV)/bin/degan-bench sweep --all --preset paper $(SWEEP_ARGS)
+# Re-entrant: complete runs are skipped, stopped ones resumed, runs leased by another writer on the same
+# store left alone; DEADLINE_MINUTES=N stops in time with a checkpoint (exit 75: run it again to go on).
+reproduce-all: install  ## train every paper-table cell (paper recipes), then rebuild the leaderboards (DEADLINE_MINUTES=N, SWEEP_ARGS="--gpus 0,1 ...")
+	$(VENV)/bin/degan-bench sweep --all --preset paper $(if $(DEADLINE_MINUTES),--deadline-minutes $(DEADLINE_MINUTES)) $(SWEEP_ARGS)

@@ -132,10 +132,10 @@ class StubJob:
 
 
 def test_a_failed_job_does_not_stop_the_others(tmp_path: Path) -> None:
-    jobs = [StubJob("fails", "raise SystemExit(3)"), StubJob("works", "print('fine')")]
+    jobs = [StubJob("fails", "raise SystemExit(4)"), StubJob("works", "print('fine')")]
     queue = LocalQueue([None], tmp_path / "logs", refresh=lambda job: None)
     results = queue.run(jobs)  # type: ignore[arg-type]
-    assert [(r.job.name, r.returncode) for r in results] == [("fails", 3), ("works", 0)]
+    assert [(r.job.name, r.returncode) for r in results] == [("fails", 4), ("works", 0)]
     assert results[0].outcome == "failed"
     assert "fine" in (tmp_path / "logs" / "works.log").read_text()
 

@@ -251,7 +251,7 @@ def test_sigterm_checkpoints_and_exits_cleanly(tmp_path: Path) -> None:
     time.sleep(1.0)
     proc.send_signal(signal.SIGTERM)
     output, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 0, output
+    assert proc.returncode == 75, output  # ExitCode.PROGRESS: stopped with a checkpoint
     info = json.loads((out / "run.json").read_text())
     assert info["status"] == "stopped" and info["sessions"][-1]["end_reason"] == "SIGTERM"
     last = ckpt.list_checkpoints(out)["last"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -9,11 +10,24 @@ import typer
 from rich.syntax import Syntax
 
 from degan_bench.cli.app import app, console
+from degan_bench.core.exitcodes import ExitCode
 from degan_bench.recipes.loader import resolve_recipe
 from degan_bench.recipes.schema import PRESETS
 
+#: shown in ``run --help`` and ``sweep --help`` (and in README.md)
+EXIT_CODES_HELP = (
+    "Exit codes:\n\n"
+    f"  {ExitCode.COMPLETE:>2}  every selected run is complete (now or before)\n"
+    f"  {ExitCode.FAILED:>2}  a run failed (or a selected job is a conflict)\n"
+    f"  {ExitCode.USAGE:>2}  bad input: one line naming the fix\n"
+    f"  {ExitCode.NOTHING_TO_DO:>2}  work remains but none could start here (leased elsewhere,\n"
+    "      a dependency not complete, too little time before the deadline)\n"
+    f"  {ExitCode.PROGRESS:>2}  stopped cleanly with a checkpoint (deadline, --max-minutes,\n"
+    "      a signal): run the same command again to continue"
+)
 
-@app.command()
+
+@app.command(epilog=EXIT_CODES_HELP)
 def run(
     method: Annotated[str, typer.Argument(help="Method: stylegan2, ada, diffaugment, fakeclr, insgen, ...")],
     dataset: Annotated[
@@ -52,8 +66,8 @@ def run(
     max_minutes: Annotated[
         float | None,
         typer.Option(
-            help="Checkpoint and stop cleanly after this many minutes "
-            "(time-limited allocations); continue with --resume auto.",
+            help="Start no minibatch after this many minutes from now, checkpoint and exit 75 "
+            "(time-limited jobs); continue with --resume auto.",
             min=0.0,
         ),
     ] = None,
@@ -72,6 +86,11 @@ def run(
     ] = None,
 ) -> None:
     """Train METHOD on DATASET with its recipe, evaluate under the recipe's protocols, and record the run.
+
+    The run directory is leased while it trains: a second writer (here or on another host sharing the
+    run store) is refused with exit code 3; a lease without heartbeat for 10 minutes is taken over.
+    SIGINT/SIGTERM stop after the minibatch with a checkpoint (a second signal is the same request; a
+    third aborts).
 
     Example: degan-bench run diffaugment obama-100 --preset short --seed 1
     """
@@ -95,7 +114,7 @@ def run(
         return
     from degan_bench.training.execute import execute_run
 
-    execute_run(
+    result = execute_run(
         resolved,
         seed=seed,
         out=out,
@@ -105,6 +124,13 @@ def run(
         max_seconds=None if max_minutes is None else max_minutes * 60,
         evaluate=not no_eval,
     )
-    from degan_bench.claims.run_report import print_run_comparison
+    if result is None or result.status == "complete":
+        from degan_bench.claims.run_report import print_run_comparison
 
-    print_run_comparison(resolved, seed, out=out, resume=resume, console=console)
+        print_run_comparison(resolved, seed, out=out, resume=resume, console=console)
+        return
+    if os.environ.get("TORCHELASTIC_RUN_ID"):
+        # Under torchrun any non-zero exit is a failure of the whole group: exit 0 and let the
+        # launcher read run.json (status stopped), as the SLURM wrapper and the local queue do.
+        return
+    raise typer.Exit(ExitCode.PROGRESS)

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from degan_bench.cli.app import app, console
+from degan_bench.cli.run import EXIT_CODES_HELP
 from degan_bench.recipes.schema import PRESETS
 
 
@@ -19,7 +20,7 @@ def _visible_gpus() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
-@app.command("sweep")
+@app.command("sweep", epilog=EXIT_CODES_HELP)
 def sweep_command(
     names: Annotated[
         list[str] | None, typer.Argument(help="Table name(s) from recipes/tables/.", show_default=False)
@@ -40,19 +41,80 @@ def sweep_command(
     gpus: Annotated[
         str | None,
         typer.Option(
-            help="GPU indices for the local queue, e.g. 0,1 (one job per GPU), "
+            help="GPU indices for the local queue, e.g. 0,1,2,3 (jobs packed by their GPU count), "
             "or 'cpu' (default: every visible GPU, else cpu).",
+            show_default=False,
+        ),
+    ] = None,
+    job: Annotated[
+        list[str] | None, typer.Option("--job", help=SELECT_HELP["job"], show_default=False)
+    ] = None,
+    chain: Annotated[
+        list[str] | None, typer.Option("--chain", help=SELECT_HELP["chain"], show_default=False)
+    ] = None,
+    shard: Annotated[str | None, typer.Option(help=SELECT_HELP["shard"], show_default=False)] = None,
+    method: Annotated[
+        list[str] | None, typer.Option("--method", help=SELECT_HELP["method"], show_default=False)
+    ] = None,
+    dataset: Annotated[
+        list[str] | None, typer.Option("--dataset", help=SELECT_HELP["dataset"], show_default=False)
+    ] = None,
+    gpus_per_job: Annotated[
+        int | None, typer.Option(help=SELECT_HELP["gpus_per_job"], min=1, show_default=False)
+    ] = None,
+    max_gpus_per_job: Annotated[
+        int | None, typer.Option(help=SELECT_HELP["max_gpus_per_job"], min=1, show_default=False)
+    ] = None,
+    deadline_minutes: Annotated[
+        float | None,
+        typer.Option(
+            help="Exit within this many minutes: start only jobs that can reach a checkpoint in time, give "
+            "each the budget left (--max-minutes), stop with exit 75 when work remains.",
+            min=0.0,
+            show_default=False,
+        ),
+    ] = None,
+    deadline_reserve_minutes: Annotated[
+        float | None,
+        typer.Option(
+            help="Kept free before the deadline for the last checkpoint and an evaluation under way "
+            "(default 10 % of the deadline, at most 15).",
+            min=0.0,
+            show_default=False,
+        ),
+    ] = None,
+    min_job_minutes: Annotated[
+        float | None,
+        typer.Option(
+            help="A job's start-up allowance: it starts only if its budget covers this plus one minibatch "
+            "(default 5 % of the deadline, at most 5).",
+            min=0.0,
             show_default=False,
         ),
     ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the jobs and a GPU-hour estimate; run nothing.")
     ] = False,
+    plan_json: Annotated[
+        bool,
+        typer.Option(
+            "--plan-json", help="Print the selected plan as JSON (`degan-bench plan`); run nothing."
+        ),
+    ] = False,
+    status: Annotated[
+        bool, typer.Option("--status", help="Show who holds which run (leases), state and kimg; run nothing.")
+    ] = False,
+    summary_json: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write outcomes and the exit code to this JSON file (for CI steps).", show_default=False
+        ),
+    ] = None,
     backend: Annotated[
         str,
         typer.Option(
-            help="local (a queue on this machine) | slurm (an sbatch job array; chained runs such as IMP "
-            "rounds: one sbatch each with --dependency=afterok)."
+            help="local (a queue on this machine) | slurm (sbatch job arrays, one per GPU shape; chained "
+            "runs such as IMP rounds: one sbatch each with --dependency=afterok)."
         ),
     ] = "local",
     submit: Annotated[
@@ -83,53 +145,79 @@ def sweep_command(
         str | None, typer.Option(help="slurm: --partition.", show_default=False)
     ] = None,
     slurm_account: Annotated[str | None, typer.Option(help="slurm: --account.", show_default=False)] = None,
-    slurm_cpus: Annotated[int, typer.Option(help="slurm: --cpus-per-task.", min=1)] = 8,
+    slurm_cpus: Annotated[
+        int, typer.Option(help="slurm: CPUs per GPU (--cpus-per-task = this x GPUs per node).", min=1)
+    ] = 8,
     slurm_max_parallel: Annotated[
         int | None, typer.Option(help="slurm: at most N array tasks at once.", min=1, show_default=False)
     ] = None,
 ) -> None:
     """Expand tables into (recipe x seed) jobs; skip complete runs (same recipe hash and seed), resume
-    incomplete ones with --resume auto, run the rest (one job per GPU), then rebuild the leaderboards.
+    incomplete ones with --resume auto, run the rest (packed by GPU count), then rebuild the leaderboards.
 
-    Example: degan-bench sweep diffaugment-lowshot --gpus 0,1,2,3 --dry-run
+    Runs leased by another live writer (another sweep, runner or person on the same store) are left
+    alone. SIGINT/SIGTERM: no new jobs, the running ones checkpoint and stop (a second signal is the
+    same request, a third aborts). In CI, start it with `exec` so the runner's signal reaches it.
+
+    Example: degan-bench sweep diffaugment-lowshot --gpus 0,1,2,3 --deadline-minutes 340
     """
     from degan_bench.dispatch import jobs as jobs_mod
+    from degan_bench.dispatch.plan import jobs_of
     from degan_bench.errors import DeganError
     from degan_bench.paths import runs_dir
-    from degan_bench.results.store import scan_runs
-    from degan_bench.results.tables import load_tables
 
     if backend not in ("local", "slurm"):
         raise DeganError(f"--backend {backend!r} is unknown", fix="use local or slurm")
-    if preset is not None and preset not in PRESETS:
-        raise DeganError(f"--preset {preset!r} is unknown", fix=f"use one of {', '.join(PRESETS)}")
-    if names and all_:
-        raise DeganError("give table names or --all, not both", fix="drop one of them")
-    tables = load_tables(names, all_tables=all_)
     root = runs or runs_dir()
-    jobs, skipped = jobs_mod.expand_jobs(tables, root, preset=preset, seeds=seeds)
-    _print_plan(jobs, skipped, root)
-    if dry_run:
-        stored = scan_runs([root])
-        _print_estimate(jobs, stored, jobs_mod.load_costs())
+    selection = make_selection(job, chain, shard, method, dataset, None)
+    tables, _jobs, skipped, chains, states = expand_plan(
+        names, all_, preset, seeds, root, gpus_per_job=gpus_per_job, max_gpus_per_job=max_gpus_per_job
+    )
+    from degan_bench.dispatch.plan import select
+
+    chosen = select(chains, states, selection)
+    selected = jobs_of(chosen)
+    if plan_json:
+        write_plan(chosen, states, selected, root, tables, preset, skipped, fmt="json", output=None)
         return
-    todo = [job for job in jobs if job.state in ("new", "incomplete")]
+    if status:
+        from degan_bench.cli.runs import print_job_status
+
+        print_job_status(selected, states)
+        return
+    _print_plan(selected, skipped if selection.empty else [], root)
+    if dry_run:
+        from degan_bench.results.store import scan_runs
+
+        _print_estimate(selected, scan_runs([root]), jobs_mod.load_costs())
+        return
+    todo = [j for j in selected if j.state in jobs_mod.RUNNABLE_STATES]
     log_dir = root / "sweep-logs"
     if backend == "slurm":
         _slurm(todo, log_dir, submit=submit, evaluate=not no_eval, options=dict(
-            time=slurm_time, partition=slurm_partition, account=slurm_account, cpus_per_task=slurm_cpus,
+            time=slurm_time, partition=slurm_partition, account=slurm_account, cpus_per_gpu=slurm_cpus,
             max_parallel=slurm_max_parallel))  # fmt: skip
         return
-    from degan_bench.dispatch.local import LocalQueue, parse_gpus
+    from degan_bench.dispatch.deadline import Deadline
+    from degan_bench.dispatch.local import LocalQueue, check_fits, parse_gpus, sweep_exit_code
 
+    deadline = None
+    if deadline_minutes is not None:
+        deadline = Deadline.from_minutes(
+            deadline_minutes, reserve_minutes=deadline_reserve_minutes, min_job_minutes=min_job_minutes
+        )
     slots = parse_gpus(gpus, 0 if gpus is not None else _visible_gpus())
+    check_fits(todo, slots)
+    _attach_estimates(todo, root)
     where = ", ".join(f"GPU {s}" for s in slots if s is not None) or "the CPU (one job at a time)"
-    console.print(f"running {len(todo)} job(s) on {where}; logs in {log_dir}", highlight=False)
+    limit = f", deadline in {deadline_minutes:g} min" if deadline_minutes is not None else ""
+    console.print(f"running {len(todo)} job(s) on {where}{limit}; logs in {log_dir}", highlight=False)
     queue = LocalQueue(
         slots,
         log_dir,
         evaluate=not no_eval,
-        on_event=lambda message: console.print(message, highlight=False, soft_wrap=True),
+        on_event=lambda message: console.print(message, highlight=False, soft_wrap=True, markup=False),
+        deadline=deadline,
     )
     results = queue.run(todo)
     outcomes: dict[str, int] = {}
@@ -143,12 +231,178 @@ def sweep_command(
             console.print(
                 f"[red]failed[/] {result.job.name}: see {result.log}", highlight=False, soft_wrap=True
             )
-    if not no_table:
+    aborted = queue.stop_reason == "aborted"
+    code = sweep_exit_code(results, selected, aborted=aborted)
+    if summary_json is not None:
+        _write_summary(summary_json, code, results, queue.stop_reason)
+    if not no_table and not aborted:
         _rebuild_tables(tables, root, preset, out)
-    if queue.stop_requests:
-        raise typer.Exit(130)
-    if outcomes.get("failed"):
-        raise typer.Exit(1)
+    console.print(f"exit {int(code)}: {_EXIT_WORDS.get(int(code), 'aborted')}", highlight=False)
+    if code:
+        raise typer.Exit(int(code))
+
+
+_EXIT_WORDS = {
+    0: "every selected run is complete",
+    1: "a run failed or is a conflict (see above)",
+    3: "work remains but none could start here",
+    75: "stopped with progress; run the same command again to continue",
+}
+
+SELECT_HELP = {
+    "job": "Only this job (a run name, `plan` jobs[].id; repeatable).",
+    "chain": "Only this chain, whole (`plan` chains[].id; repeatable).",
+    "shard": "Only shard i of n (1 <= i <= n): chains by a stable hash of their id, never split.",
+    "method": "Only chains with this method (repeatable).",
+    "dataset": "Only chains with this dataset (repeatable).",
+    "gpus_per_job": "Run every job on N GPUs instead of its recipe's resources.gpus (same recipe hash).",
+    "max_gpus_per_job": "Run jobs on at most N GPUs (same recipe hash; e.g. the GPUs this machine has).",
+}
+
+
+def make_selection(
+    job: list[str] | None,
+    chain: list[str] | None,
+    shard: str | None,
+    method: list[str] | None,
+    dataset: list[str] | None,
+    state: list[str] | None,
+):  # -> Selection
+    from degan_bench.dispatch.plan import Selection, parse_shard
+
+    return Selection(
+        jobs=list(job or []),
+        chains=list(chain or []),
+        shard=parse_shard(shard) if shard else None,
+        methods=list(method or []),
+        datasets=list(dataset or []),
+        states=[part for text in state or [] for part in text.split(",") if part],
+    )
+
+
+def expand_plan(
+    names: list[str] | None,
+    all_: bool,
+    preset: str | None,
+    seeds: int | None,
+    root: Path,
+    *,
+    gpus_per_job: int | None = None,
+    max_gpus_per_job: int | None = None,
+) -> tuple[list, list, list, list, dict]:
+    """(tables, jobs, skipped cells, chains, effective states) of the named tables (or --all)."""
+    from degan_bench.dispatch.jobs import expand_jobs, override_gpus
+    from degan_bench.dispatch.plan import build_chains, effective_states
+    from degan_bench.errors import DeganError
+    from degan_bench.results.tables import load_tables
+
+    if preset is not None and preset not in PRESETS:
+        raise DeganError(f"--preset {preset!r} is unknown", fix=f"use one of {', '.join(PRESETS)}")
+    if names and all_:
+        raise DeganError("give table names or --all, not both", fix="drop one of them")
+    if gpus_per_job is not None and max_gpus_per_job is not None:
+        raise DeganError("--gpus-per-job and --max-gpus-per-job exclude each other", fix="keep one")
+    tables = load_tables(names, all_tables=all_)
+    jobs, skipped = expand_jobs(tables, root, preset=preset, seeds=seeds)
+    override_gpus(jobs, gpus=gpus_per_job, max_gpus=max_gpus_per_job)
+    return tables, jobs, skipped, build_chains(jobs), effective_states(jobs)
+
+
+def estimates_for(jobs: list, root: Path) -> dict:
+    from degan_bench.dispatch.jobs import estimate_job, load_costs
+    from degan_bench.results.store import scan_runs
+
+    stored, costs = scan_runs([root]), load_costs()
+    return {job.name: estimate_job(job, stored, costs) for job in jobs}
+
+
+def _attach_estimates(jobs: list, root: Path) -> None:
+    """Expected wall seconds of each job (the queue's backfill and the deadline's minibatch time)."""
+    estimates = estimates_for(jobs, root)
+    for job in jobs:
+        hours = estimates[job.name].hours(job.remaining_kimg)
+        job.estimate_seconds = None if hours is None else hours * 3600 / max(job.gpus, 1)
+
+
+def write_plan(chosen: list, states: dict, selected: list, root: Path, tables: list, preset: str | None,
+               skipped: list, *, fmt: str, output: Path | None, labels: dict | None = None,
+               wave_size: int = 256, wave: int = 0) -> dict:  # fmt: skip
+    """Print (or write) the plan of ``chosen`` chains as json | matrix | gitlab | summary."""
+    import json
+    import sys
+
+    from degan_bench.dispatch.plan import matrix, plan_document
+
+    document = plan_document(
+        chosen, states, estimates_for(selected, root), runs_root=root, tables=[t.name for t in tables],
+        preset=preset, labels=labels, wave_size=wave_size, skipped=len(skipped),
+    )  # fmt: skip
+    if fmt == "json":
+        text = json.dumps(document, indent=2) + "\n"
+    elif fmt == "matrix":
+        text = json.dumps(matrix(document, wave)) + "\n"
+    elif fmt == "gitlab":
+        from degan_bench.dispatch.ci import gitlab_child_pipeline
+
+        text = gitlab_child_pipeline(document, wave)
+    else:
+        text = summary_text(document)
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    return document
+
+
+def summary_text(plan: dict) -> str:
+    s = plan["summary"]
+    lines = [
+        f"plan of {', '.join(plan['tables']) or 'no table'} (preset {plan['preset'] or 'per table'}) under "
+        f"{plan['runs_root']}",
+        f"jobs: {s['jobs']} ({', '.join(f'{n} {k}' for k, n in s['job_states'].items()) or 'none'})",
+        f"chains: {s['chains']}, {s['multi_job_chains']} of them with several jobs "
+        f"({', '.join(f'{n} {k}' for k, n in s['chain_states'].items()) or 'none'})",
+        f"to run: {s['jobs_to_run']} job(s), {s['gpu_hours_remaining_known']:.1f} GPU-hours where known, "
+        f"{s['jobs_of_unknown_cost']} job(s) of unknown cost (training only)",
+        f"CI matrix: {s['dispatch_chains']} chain(s) "
+        f"({', '.join(f'{n} on {k}' for k, n in s['dispatch_by_runner'].items()) or 'none'}); "
+        f"waves of {plan['wave_size']}: {s['waves'] or [0]}",
+    ]
+    if s["not_on_ci"]:
+        lines.append(f"multi-node, not on CI (use --backend slurm): {', '.join(s['not_on_ci'])}")
+    if s["cells_without_job"]:
+        lines.append(f"table cells without a job (reference only, no recipe yet): {s['cells_without_job']}")
+    return "\n".join(lines) + "\n"
+
+
+def _write_summary(path: Path, code: int, results: list, stop_reason: str) -> None:
+    import json
+
+    from degan_bench.core.fileio import atomic_write_text
+
+    outcomes: dict[str, int] = {}
+    for result in results:
+        outcomes[result.outcome] = outcomes.get(result.outcome, 0) + 1
+    data = {
+        "exit_code": int(code),
+        "stop_reason": stop_reason,
+        "outcomes": outcomes,
+        "jobs": [
+            {
+                "id": r.job.name,
+                "outcome": r.outcome,
+                "exit": r.returncode,
+                "seconds": round(r.seconds, 1),
+                "devices": r.slot,
+                "log": str(r.log),
+                "blocked_by": r.blocked_by,
+            }
+            for r in results
+        ],
+    }
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 def _print_plan(jobs: list, skipped: list, root: Path) -> None:
@@ -168,11 +422,12 @@ def _print_plan(jobs: list, skipped: list, root: Path) -> None:
             highlight=False,
         )
     for job in jobs:
-        if job.state == "conflict":
-            console.print(f"[yellow]conflict[/] {job.name}: {job.note}", highlight=False, soft_wrap=True)
+        if job.state in ("conflict", "leased", "failed"):
+            console.print(f"[yellow]{job.state}[/] {job.name}: {job.note}", highlight=False, soft_wrap=True)
 
 
 def _print_estimate(jobs: list, stored: list, costs: list) -> None:
+    """The dry run's table: state, kimg, rate, hours and GPUs per job, then the totals."""
     from degan_bench.dispatch.jobs import estimate_job, summarize_estimates
 
     estimates = {job.name: estimate_job(job, stored, costs) for job in jobs}
@@ -189,6 +444,7 @@ def _print_estimate(jobs: list, stored: list, costs: list) -> None:
         console.print(
             f"{job.state:<11}{f'{job.done_kimg:g}/{job.total_kimg:g}':>17}{rate:>12}{shown:>9}  "
             f"{job.name} [{', '.join(job.tables)}]"
+            + (f" {job.gpus} GPUs" if job.gpus > 1 else "")
             + (f" after {', '.join(d.name for d in job.depends_on)}" if job.depends_on else ""),
             highlight=False,
             soft_wrap=True,
@@ -211,7 +467,7 @@ def _slurm(todo: list, log_dir: Path, *, submit: bool, evaluate: bool, options: 
     sbatch per job with ``--dependency=afterok`` (see degan_bench/dispatch/slurm.py)."""
     from degan_bench.core.rundir import utc_now
     from degan_bench.dispatch.jobs import chain
-    from degan_bench.dispatch.slurm import SlurmOptions, chain_script, sbatch_script
+    from degan_bench.dispatch.slurm import SlurmOptions, chain_script, group_by_shape, sbatch_script
     from degan_bench.dispatch.slurm import submit as sbatch_submit
 
     queued = {id(job) for job in todo}
@@ -233,9 +489,10 @@ def _slurm(todo: list, log_dir: Path, *, submit: bool, evaluate: bool, options: 
     stamp = utc_now().replace(":", "")
     log_dir.mkdir(parents=True, exist_ok=True)
     written: list[tuple[Path, bool]] = []
-    if single:
-        path = log_dir / f"sweep-{stamp}.sbatch"
-        path.write_text(sbatch_script(single, log_dir, opts, python=sys.executable, workdir=Path.cwd(),
+    for (gpus, nodes), group in group_by_shape(single).items():
+        shape = "" if (gpus, nodes) == (1, 1) else f"-{nodes}x{gpus}gpu"
+        path = log_dir / f"sweep-{stamp}{shape}.sbatch"
+        path.write_text(sbatch_script(group, log_dir, opts, python=sys.executable, workdir=Path.cwd(),
                                       evaluate=evaluate), encoding="utf-8")  # fmt: skip
         written.append((path, False))
     if chained:

@@ -14,6 +14,30 @@ Stopping and continuing:
 - ``--requeue`` lets SLURM requeue tasks it preempts; their SIGTERM is forwarded the same way and the
   requeued task resumes with ``--resume auto``.
 
+GPUs and nodes: each job asks for its own count (``Job.gpus`` over ``Job.nodes``, from the recipe's
+``resources``): ``--nodes``, ``--ntasks-per-node=1``, ``--gpus-per-node`` and ``--cpus-per-task`` (CPUs
+per GPU x GPUs per node). A job array has one shape, so jobs are grouped into one array per
+(GPUs, nodes). A job on one GPU runs ``python -m degan_bench run ...`` directly; a job on several runs
+one torchrun per node through srun, with the rendezvous taken from SLURM's variables::
+
+    head=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
+    port=$((20000 + SLURM_JOB_ID % 20000))
+    srun --kill-on-bad-exit=1 --nodes="$SLURM_NNODES" --ntasks-per-node=1 \
+      python -m torch.distributed.run --nnodes="$SLURM_NNODES" --nproc-per-node=GPUS_PER_NODE \
+      --rdzv-backend=c10d --rdzv-endpoint="$head:$port" --rdzv-id="$SLURM_JOB_ID" \
+      -m degan_bench run METHOD DATASET ... --resume auto
+
+(``run`` sees torchrun's variables and joins the process group; it is not given ``--gpus``, which would
+start another launcher.) srun passes the wrapper's SIGTERM to the torchrun agents, which pass it to
+their workers; those checkpoint and exit, so requeueing works as for one GPU. torchrun waits 30 s for
+its workers after forwarding a signal before it kills them: the checkpoint of the largest recipe is
+written well within that.
+
+No submitit backend: the generated scripts are plain text a cluster admin can read and edit, need no
+Python on the compute side beyond the run itself, express chains with ``afterok`` and requeue with
+``--signal``; submitit would pickle a callable (this project never unpickles) and bring its own
+checkpoint/requeue protocol beside the run's.
+
 Chains (jobs with ``depends_on``, e.g. the IMP rounds of a lottery ticket): array elements cannot wait
 on single elements of the same array, so chained jobs are not array tasks. :func:`chain_script` writes
 a bash driver that submits one ``sbatch`` per job, in dependency order, reading each job id back with
@@ -40,24 +64,28 @@ class SlurmOptions:
     time: str = "24:00:00"
     partition: str | None = None
     account: str | None = None
-    cpus_per_task: int = 8
+    cpus_per_gpu: int = 8  # --cpus-per-task = cpus_per_gpu x GPUs per node
     mem: str | None = None
-    gpus_per_task: int = 1
     job_name: str = "degan-sweep"
     max_parallel: int | None = None  # the array's %N throttle
 
 
 def sbatch_script(jobs: list[Job], log_dir: Path, options: SlurmOptions, *, python: str, workdir: Path,
                   evaluate: bool = True) -> str:  # fmt: skip
-    """The job-array script for ``jobs`` (see the module docstring)."""
+    """The job-array script for ``jobs``, which must share one (GPUs, nodes) shape (see
+    :func:`group_by_shape` and the module docstring)."""
     if not jobs:
         raise DeganError("no jobs to submit", fix="every cell is complete, or no table cell has a recipe yet")
+    shapes = {(job.gpus_per_node, job.nodes) for job in jobs}
+    if len(shapes) > 1:
+        raise DeganError(f"one job array cannot mix GPU shapes {sorted(shapes)}", fix="use group_by_shape")
+    gpus_per_node, nodes = shapes.pop()
     throttle = f"%{options.max_parallel}" if options.max_parallel else ""
     lines = [
         "#!/bin/bash",
         f"#SBATCH --job-name={options.job_name}",
         f"#SBATCH --array=0-{len(jobs) - 1}{throttle}",
-        *_headers(options, log_dir, "%x-%A_%a.out"),
+        *_headers(options, log_dir, "%x-%A_%a.out", gpus_per_node, nodes),
     ]
     lines += [
         "",
@@ -66,20 +94,48 @@ def sbatch_script(jobs: list[Job], log_dir: Path, options: SlurmOptions, *, pyth
         "set -u",
         f"cd {shlex.quote(str(workdir))}",
         f"PYTHON={shlex.quote(python)}",
-        "COMMANDS=(",
+        *_launcher(gpus_per_node, nodes),
+        "ARGS=(",
     ]
-    lines += [f"  {shlex.quote(shlex.join(job.command(python=python, device='cuda', evaluate=evaluate)))}"
-              for job in jobs]  # fmt: skip
+    lines += [f"  {shlex.quote(shlex.join(_run_args(job, evaluate)))}" for job in jobs]
     lines += [")", "RUN_DIRS=("]
     lines += [f"  {shlex.quote(str(job.run_dir))}" for job in jobs]
     lines += [
         ")",
-        'cmd="${COMMANDS[$SLURM_ARRAY_TASK_ID]}"',
+        'cmd="$LAUNCH ${ARGS[$SLURM_ARRAY_TASK_ID]}"',
         'run_dir="${RUN_DIRS[$SLURM_ARRAY_TASK_ID]}"',
         *_wrapper("task $SLURM_ARRAY_TASK_ID", "${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"),
         "",
     ]
     return "\n".join(lines)
+
+
+def group_by_shape(jobs: list[Job]) -> dict[tuple[int, int], list[Job]]:
+    """Jobs by (GPUs per node, nodes), in order: one job array each."""
+    groups: dict[tuple[int, int], list[Job]] = {}
+    for job in jobs:
+        groups.setdefault((job.gpus_per_node, job.nodes), []).append(job)
+    return groups
+
+
+def _run_args(job: Job, evaluate: bool) -> list[str]:
+    # One GPU: ``run`` alone. Several: torchrun (in $LAUNCH) starts the processes, so no --gpus.
+    return job.run_args(device="cuda", evaluate=evaluate, launcher=False)
+
+
+def _launcher(gpus_per_node: int, nodes: int) -> list[str]:
+    """``LAUNCH=...``: how the batch shell starts the run (see the module docstring)."""
+    if gpus_per_node == 1 and nodes == 1:
+        return ['LAUNCH="$PYTHON -m degan_bench"']
+    return [
+        f"GPUS_PER_NODE={gpus_per_node}",
+        "# the rendezvous: the first node of the allocation, a port derived from the job id",
+        'head=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
+        "port=$((20000 + SLURM_JOB_ID % 20000))",
+        'LAUNCH="srun --kill-on-bad-exit=1 --nodes=$SLURM_NNODES --ntasks-per-node=1 '
+        "$PYTHON -m torch.distributed.run --nnodes=$SLURM_NNODES --nproc-per-node=$GPUS_PER_NODE "
+        '--rdzv-backend=c10d --rdzv-endpoint=$head:$port --rdzv-id=$SLURM_JOB_ID -m degan_bench"',
+    ]
 
 
 def _wrapper(label: str, requeue_id: str) -> list[str]:
@@ -96,6 +152,8 @@ def _wrapper(label: str, requeue_id: str) -> list[str]:
         'wait "$child" 2>/dev/null; status=$?',
         'state=$("$PYTHON" -c \'import json, sys; print(json.load(open(sys.argv[1]))["status"])\' '
         '"$run_dir/run.json" 2>/dev/null || echo unknown)',
+        "# under torchrun a stopped run exits 0 (torchrun fails a group on any other code): 75 here",
+        'if [ "$status" = 0 ] && [ "$state" = stopped ]; then status=75; fi',
         f'echo "$(date -u +%FT%TZ) {label}: exit $status, run status $state"',
         'if [ "$requeue" = 1 ] && [ "$state" = stopped ]; then',
         f'  scontrol requeue "{requeue_id}"',
@@ -104,11 +162,15 @@ def _wrapper(label: str, requeue_id: str) -> list[str]:
     ]
 
 
-def _headers(options: SlurmOptions, log_dir: Path, output: str) -> list[str]:
+def _headers(
+    options: SlurmOptions, log_dir: Path, output: str, gpus_per_node: int = 1, nodes: int = 1
+) -> list[str]:
     lines = [
         f"#SBATCH --time={options.time}",
-        f"#SBATCH --cpus-per-task={options.cpus_per_task}",
-        f"#SBATCH --gres=gpu:{options.gpus_per_task}",
+        f"#SBATCH --nodes={nodes}",
+        "#SBATCH --ntasks-per-node=1",
+        f"#SBATCH --gpus-per-node={gpus_per_node}",
+        f"#SBATCH --cpus-per-task={options.cpus_per_gpu * gpus_per_node}",
         "#SBATCH --signal=B:USR1@120",
         "#SBATCH --requeue",
         "#SBATCH --open-mode=append",
@@ -155,18 +217,18 @@ def chain_script(jobs: list[Job], log_dir: Path, options: SlurmOptions, *, pytho
         flags = [f"--job-name={shlex.quote(options.job_name + '-' + job.name)}"]
         if deps:
             flags += [f"--dependency=afterok:{':'.join(deps)}", "--kill-on-invalid-dep=yes"]
-        command = shlex.join(job.command(python=python, device="cuda", evaluate=evaluate))
         after = f" (after {', '.join(d.name for d in job.depends_on)})" if job.depends_on else ""
         lines += [
             "",
             f"# job {i}: {job.name}{after}",
             f"J{i}=$(sbatch --parsable {' '.join(flags)} <<'{HEREDOC}'",
             "#!/bin/bash",
-            *_headers(options, log_dir, "%x-%j.out"),
+            *_headers(options, log_dir, "%x-%j.out", job.gpus_per_node, job.nodes),
             "set -u",
             f"cd {shlex.quote(str(workdir))}",
             f"PYTHON={shlex.quote(python)}",
-            f"cmd={shlex.quote(command)}",
+            *_launcher(job.gpus_per_node, job.nodes),
+            f'cmd="$LAUNCH "{shlex.quote(shlex.join(_run_args(job, evaluate)))}',
             f"run_dir={shlex.quote(str(job.run_dir))}",
             *_wrapper("job $SLURM_JOB_ID", "$SLURM_JOB_ID"),
             HEREDOC,

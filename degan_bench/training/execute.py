@@ -1,10 +1,20 @@
-"""Run one resolved recipe end to end: plan the run directory, prepare data, train, evaluate.
+"""Run one resolved recipe end to end: lease and plan the run directory, prepare data, train, evaluate.
 
 Shared by ``degan-bench run`` and the sweep dispatcher, so both behave identically.
+
+The main process leases the run directory (:mod:`degan_bench.core.lease`) before it decides what to
+resume, keeps the lease alive from a heartbeat thread while it trains and evaluates, and releases it at
+the end whatever happens; a second writer is refused (:class:`~degan_bench.core.lease.LeaseHeld`, exit
+code 3). ``max_seconds`` counts from the call, so a budget forwarded by a sweep's deadline also covers
+resuming and data loading.
 """
 
 from __future__ import annotations
 
+import _thread
+import shlex
+import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -13,10 +23,13 @@ from rich.console import Console
 
 from degan_bench.core.checkpoint import load_checkpoint
 from degan_bench.core.distributed import ProcessGroup, init_from_env
-from degan_bench.core.rundir import RunDir
+from degan_bench.core.lease import Lease, LeaseHeld
+from degan_bench.core.lease import acquire as acquire_lease
+from degan_bench.core.rundir import RunDir, utc_now
+from degan_bench.errors import DeganError
 from degan_bench.recipes.loader import ResolvedRecipe
 from degan_bench.training.loop import TrainingSetup, TrainResult, train
-from degan_bench.training.runner import RunPlan, plan_run, select_device
+from degan_bench.training.runner import RunPlan, plan_run, run_dir_for, select_device
 
 
 def load_evaluator() -> Any:
@@ -26,20 +39,31 @@ def load_evaluator() -> Any:
     return evaluate_generator
 
 
-def share_plan(plan: RunPlan | None, process: ProcessGroup) -> RunPlan:
-    """Rank 0's run plan on every process (each loads the resume checkpoint itself)."""
+def share_plan(plan: RunPlan | None, process: ProcessGroup, problem: DeganError | None = None) -> RunPlan:
+    """Rank 0's run plan on every process (each loads the resume checkpoint itself); rank 0's error
+    (a held lease, a missing dataset) is raised on every process instead."""
     if process.world_size == 1:
+        if problem is not None:
+            raise problem
         assert plan is not None
         return plan
     import torch.distributed as dist
 
     box: list[Any] = [None]
     if process.is_main:
-        assert plan is not None
-        source = plan.resume_payload.get("_source") if plan.resume_payload else None
-        box[0] = (str(plan.run.path), source, plan.already_complete, plan.forced)
+        if problem is not None:
+            box[0] = ("error", isinstance(problem, LeaseHeld), str(problem))
+        else:
+            assert plan is not None
+            source = plan.resume_payload.get("_source") if plan.resume_payload else None
+            box[0] = (str(plan.run.path), source, plan.already_complete, plan.forced)
     dist.broadcast_object_list(box, src=0)
+    if len(box[0]) == 3 and box[0][0] == "error":
+        if problem is not None:
+            raise problem
+        raise (LeaseHeld if box[0][1] else DeganError)(box[0][2])
     if process.is_main:
+        assert plan is not None
         return plan
     path, source, complete, forced = box[0]
     payload = None
@@ -64,10 +88,12 @@ def execute_run(
     console: Console | None = None,
     handle_signals: bool = True,
     tensorboard: bool = True,
+    lease: bool = True,
 ) -> TrainResult | None:
     """Train (or continue) the run of ``resolved`` x ``seed``. Returns None when it was already complete."""
     from degan_bench.data.prepare import ensure_prepared, load_prepared
 
+    called = time.monotonic()
     console = console or Console()
     dev = select_device(device)
     process = init_from_env(dev.type)
@@ -77,49 +103,66 @@ def execute_run(
         dev = torch.device("cuda", process.local_rank)
         torch.cuda.set_device(dev)
     recipe = resolved.recipe
-    # Rank 0 decides the run directory and prepares the data; the others follow its decision.
-    plan = None
+    # Rank 0 leases the run directory, decides what to resume and prepares the data; the others follow.
+    plan, held, problem = None, None, None
     if process.is_main:
-        plan = plan_run(resolved, seed, out=out, resume=resume, force=force)
-        if not plan.already_complete:
-            ensure_prepared(recipe.dataset, recipe.data.resolution)
-    plan = share_plan(plan, process)
+        try:
+            if lease:
+                held = _lease(run_dir_for(resolved, seed, out=out, resume=resume), console)
+            plan = plan_run(resolved, seed, out=out, resume=resume, force=force)
+            if not plan.already_complete:
+                ensure_prepared(recipe.dataset, recipe.data.resolution)
+        except DeganError as err:
+            if held is not None:
+                held.release()
+            problem = err
+    plan = share_plan(plan, process, problem)
     if process.is_main and plan.notice:
         console.print(f"[yellow]note[/]: {plan.notice}", highlight=False, soft_wrap=True)
     if plan.already_complete:
+        if held is not None:
+            held.release()
         if process.is_main:
             console.print(
                 f"{plan.run.path} is already complete; nothing to do (metrics: {plan.run.metrics_path})",
                 highlight=False,
             )
         return None
-    dataset = load_prepared(recipe.dataset, recipe.data.resolution, "train", recipe.data.subset_rule)
-    if evaluate and evaluator is None:
-        evaluator = load_evaluator()
-    setup = TrainingSetup(
-        resolved=resolved,
-        seed=seed,
-        run=plan.run,
-        device=dev,
-        dataset=dataset,
-        resume=plan.resume_payload,
-        process=process,
-        console=console,
-        stop_at_nimg=stop_at_nimg,
-        max_seconds=max_seconds,
-        evaluator=evaluator if evaluate else None,
-        tensorboard=tensorboard,
-        handle_signals=handle_signals,
-    )
     try:
+        if held is not None:
+            # Another writer took the lease over (this process stalled past the TTL): stop writing now.
+            held.on_lost = lambda _message: _thread.interrupt_main()
+            held.start_heartbeat()
+        dataset = load_prepared(recipe.dataset, recipe.data.resolution, "train", recipe.data.subset_rule)
+        if evaluate and evaluator is None:
+            evaluator = load_evaluator()
+        if max_seconds is not None:
+            max_seconds = max(max_seconds - (time.monotonic() - called), 0.0)
+        setup = TrainingSetup(
+            resolved=resolved,
+            seed=seed,
+            run=plan.run,
+            device=dev,
+            dataset=dataset,
+            resume=plan.resume_payload,
+            process=process,
+            console=console,
+            stop_at_nimg=stop_at_nimg,
+            max_seconds=max_seconds,
+            evaluator=evaluator if evaluate else None,
+            tensorboard=tensorboard,
+            handle_signals=handle_signals,
+        )
         result = train(setup)
     except BaseException as err:
+        if held is not None and held.lost:
+            raise LeaseHeld(held.lost, fix="the other writer continues this run") from None
         if process.is_main:
-            info = plan.run.read_info()
-            info.status = "failed" if not isinstance(err, KeyboardInterrupt) else "stopped"
-            plan.run.write_info(info)
-            plan.run.log(f"{info.status}: {type(err).__name__}: {err}\n{traceback.format_exc()}")
+            _record_end(plan.run, err)
         raise
+    finally:
+        if held is not None:
+            held.release()
     if process.is_main:
         if result.status == "complete":
             console.print(f"[bold green]complete[/]: {plan.run.path}", highlight=False, soft_wrap=True)
@@ -135,3 +178,26 @@ def execute_run(
                 soft_wrap=True,
             )
     return result
+
+
+def _lease(path: Path, console: Console) -> Lease:
+    """Lease the run directory; a takeover of an expired lease is logged there and shown (one line)."""
+
+    def log(message: str) -> None:
+        RunDir(path).log(message)
+        console.print(f"[yellow]{message}[/]", highlight=False, soft_wrap=True)
+
+    return acquire_lease(path, command=shlex.join(sys.argv), log=log)
+
+
+def _record_end(run: RunDir, err: BaseException) -> None:
+    """run.json after an exception: failed (an error) or stopped (an abort), and the session's end."""
+    info = run.read_info()
+    aborted = isinstance(err, KeyboardInterrupt)
+    info.status = "stopped" if aborted else "failed"
+    if info.sessions and info.sessions[-1].end_reason is None:
+        session = info.sessions[-1]
+        session.end_reason = "aborted" if aborted else f"error: {type(err).__name__}"
+        session.ended_utc = utc_now()
+    run.write_info(info)
+    run.log(f"{info.status}: {type(err).__name__}: {err}\n{traceback.format_exc()}")

@@ -8,7 +8,8 @@ sample grids, evaluation, checkpoint, ``run.json``).
 
 Everything a checkpoint holds lives in one :class:`~degan_bench.training.state.TrainingState`.
 Stopping: SIGTERM/SIGINT (or ``stop_at_nimg``/``max_seconds``) end the current minibatch, write a
-checkpoint and return with status ``stopped``; a second signal aborts at once. Resuming restores every
+checkpoint and return with status ``stopped``; a second signal is the same request (a CI cancel sends
+SIGINT then SIGTERM), a third aborts at once (:class:`StopRequest`). Resuming restores every
 piece of state, so N + M minibatches with a stop in between equal N + M straight (tested on CPU).
 """
 
@@ -89,18 +90,36 @@ class TrainResult:
 
 
 class StopRequest:
-    """Turns the first SIGTERM/SIGINT into a graceful stop; the second one aborts."""
+    """SIGTERM/SIGINT ask for a graceful stop: finish the minibatch, write a checkpoint, return.
+
+    A CI cancel sends SIGINT and a few seconds later SIGTERM (GitHub: 7.5 s), and a sweep forwards the
+    stop to its runs: the second signal is the same request and never abandons the checkpoint being
+    written. Only a third signal aborts at once (``KeyboardInterrupt``); SIGKILL cannot be caught.
+    """
+
+    ABORT_AT = 3
 
     def __init__(self, enabled: bool) -> None:
         self.reason: str | None = None
+        self.signals: list[str] = []
         self._previous: dict[int, Any] = {}
         self._enabled = enabled and threading.current_thread() is threading.main_thread()
 
     def _handle(self, signum: int, _frame: Any) -> None:
-        if self.reason is not None:
-            signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
-            raise KeyboardInterrupt
-        self.reason = signal.Signals(signum).name
+        self.signals.append(signal.Signals(signum).name)
+        if len(self.signals) >= self.ABORT_AT:
+            for sig, handler in self._previous.items():
+                signal.signal(sig, handler)
+            raise KeyboardInterrupt(f"aborted by a third signal ({', '.join(self.signals)})")
+        if self.reason is None:
+            self.reason = self.signals[0]
+
+    @property
+    def description(self) -> str | None:
+        """The reason as logged: ``SIGINT``, or ``SIGINT+SIGTERM (one stop request)``."""
+        if self.reason is None or len(self.signals) < 2:
+            return self.reason
+        return f"{'+'.join(self.signals)} (one stop request)"
 
     def __enter__(self) -> StopRequest:
         if self._enabled:
@@ -361,7 +380,7 @@ def train(setup: TrainingSetup) -> TrainResult:
             if not stopping:
                 continue
             status = "stopped"
-            reason = stop.reason or (
+            reason = stop.description or (
                 "max_seconds"
                 if setup.max_seconds is not None and elapsed >= setup.max_seconds
                 else "stop_at_nimg"

@@ -68,6 +68,12 @@ def _locate(
     return RunDir(out if out is not None else runs_dir() / default_run_name(resolved, seed)), None
 
 
+def run_dir_for(resolved: ResolvedRecipe, seed: int, *, out: Path | None = None,
+                resume: str | None = None) -> Path:  # fmt: skip
+    """The run directory ``plan_run`` will use (the directory a lease is taken on before planning)."""
+    return _locate(resume, out, resolved, seed)[0].path
+
+
 def plan_run(
     resolved: ResolvedRecipe,
     seed: int,
