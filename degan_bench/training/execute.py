@@ -14,6 +14,7 @@ from rich.console import Console
 from degan_bench.core.checkpoint import load_checkpoint
 from degan_bench.core.distributed import ProcessGroup, init_from_env
 from degan_bench.core.rundir import RunDir
+from degan_bench.errors import DeganError
 from degan_bench.recipes.loader import ResolvedRecipe
 from degan_bench.training.loop import TrainingSetup, TrainResult, train
 from degan_bench.training.runner import RunPlan, plan_run, select_device
@@ -26,9 +27,13 @@ def load_evaluator() -> Any:
     return evaluate_generator
 
 
-def share_plan(plan: RunPlan | None, process: ProcessGroup) -> RunPlan:
-    """Rank 0's run plan on every process (each loads the resume checkpoint itself)."""
+def share_plan(plan: RunPlan | DeganError | None, process: ProcessGroup) -> RunPlan:
+    """Rank 0's run plan on every process (each loads the resume checkpoint itself). When rank 0 could
+    not plan the run (``plan`` is its error), every process raises the same one-line error at once
+    instead of waiting for rank 0 in a collective."""
     if process.world_size == 1:
+        if isinstance(plan, DeganError):
+            raise plan
         assert plan is not None
         return plan
     import torch.distributed as dist
@@ -36,12 +41,19 @@ def share_plan(plan: RunPlan | None, process: ProcessGroup) -> RunPlan:
     box: list[Any] = [None]
     if process.is_main:
         assert plan is not None
-        source = plan.resume_payload.get("_source") if plan.resume_payload else None
-        box[0] = (str(plan.run.path), source, plan.already_complete, plan.forced)
+        if isinstance(plan, DeganError):
+            box[0] = ("error", str(plan))
+        else:
+            source = plan.resume_payload.get("_source") if plan.resume_payload else None
+            box[0] = ("plan", (str(plan.run.path), source, plan.already_complete, plan.forced))
     dist.broadcast_object_list(box, src=0)
+    kind, content = box[0]
+    if kind == "error":
+        raise plan if isinstance(plan, DeganError) else DeganError(content)
     if process.is_main:
+        assert isinstance(plan, RunPlan)
         return plan
-    path, source, complete, forced = box[0]
+    path, source, complete, forced = content
     payload = None
     if source is not None:
         payload = load_checkpoint(Path(source))
@@ -78,12 +90,18 @@ def execute_run(
         torch.cuda.set_device(dev)
     recipe = resolved.recipe
     # Rank 0 decides the run directory and prepares the data; the others follow its decision.
-    plan = None
+    planned: RunPlan | DeganError | None = None
     if process.is_main:
-        plan = plan_run(resolved, seed, out=out, resume=resume, force=force)
-        if not plan.already_complete:
-            ensure_prepared(recipe.dataset, recipe.data.resolution)
-    plan = share_plan(plan, process)
+        try:
+            planned = plan_run(resolved, seed, out=out, resume=resume, force=force)
+            if not planned.already_complete:
+                ensure_prepared(recipe.dataset, recipe.data.resolution)
+        except DeganError as err:
+            planned = err
+    plan = share_plan(planned, process)
+    if plan.resume_payload is not None:
+        # --force also accepts a resume with another process count that is not exact (state.py)
+        plan.resume_payload["_force"] = force
     if process.is_main and plan.notice:
         console.print(f"[yellow]note[/]: {plan.notice}", highlight=False, soft_wrap=True)
     if plan.already_complete:

@@ -54,8 +54,9 @@ from degan_bench.training.maintenance import (
 from degan_bench.training.objectives import get_objective
 from degan_bench.training.objectives.base import MinibatchInfo, ObjectiveContext
 from degan_bench.training.sampler import RealImageSampler
-from degan_bench.training.state import Progress, TrainingState
+from degan_bench.training.state import Layout, Progress, TrainingState
 from degan_bench.training.stats import StatsCollector, TensorBoardWriter, cpu_memory_gb, gpu_peak_memory_gb
+from degan_bench.training.streams import RandomStreams
 
 #: signature of the evaluation function the loop calls (degan_bench.metrics.evaluate.evaluate_generator)
 Evaluator = Callable[..., dict[str, Any]]
@@ -89,18 +90,26 @@ class TrainResult:
 
 
 class StopRequest:
-    """Turns the first SIGTERM/SIGINT into a graceful stop; the second one aborts."""
+    """Turns the first SIGTERM/SIGINT into a graceful stop; the second one aborts. A SIGTERM that follows
+    the first within :attr:`DUPLICATE_SECONDS` is the same request delivered twice (under ``srun`` +
+    torchrun, SLURM signals every process of the step and the agent forwards its own copy) and is ignored."""
+
+    DUPLICATE_SECONDS = 2.0
 
     def __init__(self, enabled: bool) -> None:
         self.reason: str | None = None
+        self._first_at = 0.0
         self._previous: dict[int, Any] = {}
         self._enabled = enabled and threading.current_thread() is threading.main_thread()
 
     def _handle(self, signum: int, _frame: Any) -> None:
         if self.reason is not None:
+            if signum == signal.SIGTERM and time.monotonic() - self._first_at < self.DUPLICATE_SECONDS:
+                return
             signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
             raise KeyboardInterrupt
         self.reason = signal.Signals(signum).name
+        self._first_at = time.monotonic()
 
     def __enter__(self) -> StopRequest:
         if self._enabled:
@@ -215,9 +224,9 @@ def train(setup: TrainingSetup) -> TrainResult:
     )
     for module in (G, D, G_ema, *method.modules().values()):
         broadcast_module(module)
-    if proc.world_size > 1:
-        # From here on each process draws its own latents and augmentations (as stylegan2-ada does).
-        seed_everything(setup.seed * proc.world_size + proc.rank)
+    # From here on every draw comes from a stream keyed by minibatch, phase and chunk of the global batch,
+    # not by process (degan_bench/training/streams.py): the process count only changes the layout.
+    streams = RandomStreams(setup.seed, rank=proc.rank, world_size=proc.world_size)
     cuda = device.type == "cuda"
     if cuda and perf.channels_last:
         G.to(memory_format=torch.channels_last)
@@ -236,17 +245,21 @@ def train(setup: TrainingSetup) -> TrainResult:
             autocast=autocast,
             scaler=scaler,
             labels=setup.dataset.labels,
+            streams=streams,
         )
     )
     stats = StatsCollector()
+    layout = Layout(processes=proc.world_size, batch_gpu=batch_gpu, rounds=rounds)
     state = TrainingState(
         resolved, setup.seed, G=G, D=D, G_ema=G_ema, objective=objective, method=method, sampler=sampler,
-        stats=stats, scaler=scaler,
+        stats=stats, scaler=scaler, layout=layout,
     )  # fmt: skip
     prog = state.progress
     if setup.resume is not None:
-        state.load_state_dict(setup.resume, rank=proc.rank, world_size=proc.world_size)
+        relayout = state.load_state_dict(setup.resume, rank=proc.rank, world_size=proc.world_size)
         log(f"resumed from kimg {prog.cur_nimg / 1000:.3f} (tick {prog.cur_tick})")
+        if relayout:
+            log(relayout)
 
     grid = tuple(tcfg.grid_size)
     grid_z, grid_c = grid_latents(G, grid[0] * grid[1], device)
@@ -287,7 +300,8 @@ def train(setup: TrainingSetup) -> TrainResult:
 
     log(
         f"training {recipe.method} on {recipe.dataset} ({recipe.preset}, {objective.kind}) for "
-        f"{total_nimg / 1000:g} kimg, batch {tcfg.batch} ({rounds} x {batch_gpu} per process), "
+        f"{total_nimg / 1000:g} kimg, batch {tcfg.batch} ({proc.world_size} process"
+        f"{'es' if proc.world_size > 1 else ''} x {rounds} x {batch_gpu}), "
         f"{reals_per_step} reals per step, seed {setup.seed}, device {session.device}"
     )
 
@@ -296,9 +310,11 @@ def train(setup: TrainingSetup) -> TrainResult:
         _progress_bar(console, is_main, prog, total_nimg) as advance,
     ):
         while prog.cur_nimg < total_nimg:
+            streams.begin_minibatch(prog.batch_idx)
             consumed = objective.train_minibatch(
                 sampler.next, MinibatchInfo(batch_idx=prog.batch_idx, cur_nimg=prog.cur_nimg), stats
             )
+            streams.shared("end")
             prog.cur_nimg += consumed
             prog.batch_idx += 1
             method.end_of_minibatch(prog.cur_nimg, prog.batch_idx)
