@@ -148,8 +148,20 @@ def execute_run(
                 f"--seed {seed}"
                 + "".join(f" --set {o}" for o in resolved.overrides)
                 + (f" --out {out}" if out else "")
+                + _layout_options(process)
                 + " --resume auto`",
                 highlight=False,
                 soft_wrap=True,
             )
     return result
+
+
+def _layout_options(process: ProcessGroup) -> str:
+    """The ``run`` options that start this run's processes again (in the continue hint)."""
+    if process.world_size == 1:
+        return ""
+    import os
+
+    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", process.world_size))
+    nodes = process.world_size // per_node
+    return f" --gpus {per_node}" + (f" --nnodes {nodes} --rdzv-endpoint HOST:PORT" if nodes > 1 else "")

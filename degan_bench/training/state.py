@@ -227,7 +227,10 @@ class TrainingState:
         # processes at the tick's end (StatsCollector.means), so rank 0 carries them all.
         merged = StatsCollector.merge_states([s for s in payload.get("tick_stats") or [] if s])
         self._load_tick_stats(merged if rank == 0 else None)
-        what = f"continued with {world_size} processes a checkpoint of {saved_processes}"
+        what = (
+            f"continued with {world_size} process{'es' if world_size > 1 else ''} a checkpoint written by "
+            f"{saved_processes}"
+        )
         if problem is None:
             return f"{what}: same chunks of {self.layout.batch_gpu} samples, exact"
         return f"FORCED: {what}; {problem}"
