@@ -255,6 +255,7 @@ def train(setup: TrainingSetup) -> TrainResult:
         stats=stats, scaler=scaler, layout=layout,
     )  # fmt: skip
     prog = state.progress
+    relayout = None
     if setup.resume is not None:
         relayout = state.load_state_dict(setup.resume, rank=proc.rank, world_size=proc.world_size)
         log(f"resumed from kimg {prog.cur_nimg / 1000:.3f} (tick {prog.cur_tick})")
@@ -273,7 +274,8 @@ def train(setup: TrainingSetup) -> TrainResult:
         start_nimg=prog.cur_nimg,
         device=_device_name(device),
         device_count=proc.world_size,
-        forced=bool(setup.resume and setup.resume.get("_forced")),
+        forced=bool(setup.resume and setup.resume.get("_forced"))
+        or bool(relayout and relayout.startswith("FORCED")),
     )
     if info is not None:
         info.sessions.append(session)

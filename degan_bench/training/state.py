@@ -143,7 +143,8 @@ class TrainingState:
 
     def load_state_dict(self, payload: dict[str, Any], *, rank: int, world_size: int) -> str | None:
         """Restore ``payload``; returns a line for the run log when it was written by another number of
-        processes (raises :class:`ResumeError` when that is not exact and ``payload['_force']`` is unset)."""
+        processes (raises :class:`ResumeError` when that is not exact and ``payload['_force']`` is unset)
+        or by code before the per-chunk random streams."""
         saved_processes = len(payload["rng"])
         problem = None
         if saved_processes != world_size:
@@ -187,6 +188,11 @@ class TrainingState:
             ckpt.restore_rng_state(payload["rng"][rank])
             self.objective.load_state_dict(_objective_states(payload)[rank])
             self._load_tick_stats((payload.get("tick_stats") or [None] * world_size)[rank])
+            if "layout" not in payload:
+                return (
+                    "note: the checkpoint predates the per-chunk random streams; the continuation draws "
+                    "other random numbers than the code that wrote it would have"
+                )
             return None
         return self._load_relayout(payload, problem, rank=rank, world_size=world_size)
 
