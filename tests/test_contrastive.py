@@ -367,6 +367,8 @@ def test_the_right_keys_are_queued() -> None:
             p.add_(0.05 * torch.randn_like(p))
     step = d_step(method)
     method.d_loss_terms(step)
+    assert method.queues["real"].ptr == 0  # the keys wait for the end of the phase
+    method.flush_pending()
     real_keys = method.heads["real"].key(method.features(method.D_ema, step.reals, step.real_c))
     assert torch.allclose(newest(method.queues["real"], 4), real_keys, atol=1e-6)
     fake_keys = method.heads["fake"].key(step.fake_features)
@@ -377,6 +379,7 @@ def test_the_right_keys_are_queued() -> None:
     step = d_step(method)
     rng = torch.get_rng_state()
     method.d_loss_terms(step)
+    method.flush_pending()
     torch.set_rng_state(rng)  # replay the perturbed generation
     with torch.no_grad():
         perturbed = generate_with_style_mixing(step.G, step.z + latent_perturbation(step.z), step.c, 0.9)

@@ -76,11 +76,18 @@ def norms(x: torch.Tensor) -> torch.Tensor:
     return x.flatten(1).norm(dim=1)
 
 
+def penalize(method: DigGANMethod, step: DStep) -> dict[str, torch.Tensor]:
+    """One D step of one round: the penalty, then the end of the step, which stores the norms."""
+    terms = method.d_loss_terms(step)
+    method.after_optimizer_step("D", [step])
+    return terms
+
+
 def test_linear_d_has_no_gap_and_no_gradient() -> None:
     torch.manual_seed(0)
     D = LinearD()
     method = make_method(D)
-    penalty = method.d_loss_terms(d_step(D, torch.randn(4, *SHAPE), 3 * torch.randn(4, *SHAPE)))["diggan"]
+    penalty = penalize(method, d_step(D, torch.randn(4, *SHAPE), 3 * torch.randn(4, *SHAPE)))["diggan"]
     assert penalty.item() == pytest.approx(0.0, abs=1e-9)
     penalty.backward()
     assert D.w.grad is not None and D.w.grad.abs().max().item() < 1e-6
@@ -111,7 +118,7 @@ def test_norms_are_averaged_half_and_half_with_the_previous_round() -> None:
     batches = [(torch.randn(4, *SHAPE), torch.randn(4, *SHAPE) * (k + 2)) for k in range(3)]
     expected_fake, expected_real = None, None
     for k, (fakes, reals) in enumerate(batches):
-        penalty = method.d_loss_terms(d_step(D, fakes, reals))["diggan"]
+        penalty = penalize(method, d_step(D, fakes, reals))["diggan"]
         g_fake, g_real = a * norms(fakes), a * norms(reals)
         if k:  # the stored value is the previous *averaged* norm, so the average is recursive
             g_fake, g_real = 0.5 * g_fake + 0.5 * expected_fake, 0.5 * g_real + 0.5 * expected_real
@@ -122,7 +129,7 @@ def test_norms_are_averaged_half_and_half_with_the_previous_round() -> None:
     # prev_mix 0 uses the current norms only
     plain = make_method(D, weight=lam, prev_mix=0.0)
     for fakes, reals in batches:
-        penalty = plain.d_loss_terms(d_step(D, fakes, reals))["diggan"]
+        penalty = penalize(plain, d_step(D, fakes, reals))["diggan"]
     torch.testing.assert_close(penalty, lam * a**2 * (norms(fakes) - norms(reals)).square().mean())
 
 
@@ -145,18 +152,39 @@ def test_state_round_trip_continues_the_averaging_exactly() -> None:
     D = QuadraticD(0.9)
     batches = [(torch.randn(4, *SHAPE), torch.randn(4, *SHAPE)) for _ in range(3)]
     straight = make_method(D)
-    values = [straight.d_loss_terms(d_step(D, f, r))["diggan"] for f, r in batches]
+    values = [penalize(straight, d_step(D, f, r))["diggan"] for f, r in batches]
     first = make_method(D)
     for f, r in batches[:2]:
-        first.d_loss_terms(d_step(D, f, r))
+        penalize(first, d_step(D, f, r))
     resumed = make_method(D)
     resumed.load_state_dict(first.state_dict())
     assert torch.equal(resumed.d_loss_terms(d_step(D, *batches[2]))["diggan"], values[2])
     fresh = make_method(D)  # without the stored norms the third penalty is another number
     assert not torch.equal(fresh.d_loss_terms(d_step(D, *batches[2]))["diggan"], values[2])
-    # a different per-process batch cannot continue the stored norms
-    with pytest.raises(ValueError, match="batch_gpu"):
-        resumed.d_loss_terms(d_step(D, torch.randn(2, *SHAPE), torch.randn(2, *SHAPE)))
+    # a different global batch cannot continue the stored norms
+    with pytest.raises(ValueError, match=r"training\.batch"):
+        resumed.d_loss_terms(d_step(D, torch.randn(8, *SHAPE), torch.randn(8, *SHAPE)))
+
+
+def test_each_round_averages_with_its_own_chunk_of_the_previous_step() -> None:
+    """Two rounds of 2 in one process: round r uses the stored norms of chunk r (the same samples' slot),
+    and the norms of both rounds are stored together when the step ends, as 2 processes x 1 round would."""
+    torch.manual_seed(6)
+    a = 1.2
+    D = QuadraticD(a)
+    method = make_method(D)  # batch 4 (ctx.batch), rounds of 2
+    steps = [[(torch.randn(2, *SHAPE), torch.randn(2, *SHAPE) * (k + 2)) for k in range(2)] for _ in range(2)]
+    for fakes, reals in steps[0]:
+        method.d_loss_terms(d_step(D, fakes, reals))
+    assert method.prev_fake is None  # nothing is stored before the step ends
+    method.after_optimizer_step("D", [])
+    first_fake = torch.cat([a * norms(f) for f, _ in steps[0]])
+    torch.testing.assert_close(method.prev_fake, first_fake)
+    for r, (fakes, reals) in enumerate(steps[1]):
+        method.d_loss_terms(d_step(D, fakes, reals))
+        # round r averaged with chunk r of the previous step, not with the round before it
+        expected = 0.5 * a * norms(fakes) + 0.5 * first_fake[2 * r : 2 * r + 2]
+        torch.testing.assert_close(method._pending[-1][0], expected)
 
 
 # -- inside the hinge objective (BigGAN's 4 D steps) ---------------------------------------------------
@@ -205,7 +233,8 @@ def test_hinge_objective_penalizes_each_round_of_the_first_d_step_only() -> None
         objective.train_minibatch(lambda: (torch.randn(6, *SHAPE), None), MinibatchInfo(i, 24 * i), stats)
     # 2 iterations x 4 D steps x 2 accumulation rounds; the penalty in both rounds of step 0 only
     assert method.calls == [(s, s == 0) for _ in range(2) for s in range(4) for _ in range(2)]
-    assert method.prev_fake is not None and method.prev_fake.shape == (3,)
+    # the stored norms cover the whole first D step (both rounds), in chunk order
+    assert method.prev_fake is not None and method.prev_fake.shape == (6,)
     assert stats.means()["Loss/D/diggan"] > 0
 
 
@@ -310,7 +339,7 @@ def test_stylegan2_smoke_with_r1_on_the_raw_reals(tmp_path: Path) -> None:
     losses = RunDir(tmp_path / "sg2").read_stats()[-1]["losses"]
     assert losses["Loss/D/diggan"] > 0 and losses["Loss/Dreg/r1_penalty"] > 0
     state = ckpt.load_checkpoint(ckpt.list_checkpoints(tmp_path / "sg2")["last"])["method"]["state"]
-    assert state["prev_fake"].shape == (4,)
+    assert state["prev_fake"].shape == (8,)  # the global batch: both rounds of 4
 
 
 # -- the DigGAN CIFAR table ----------------------------------------------------------------------------
@@ -370,8 +399,8 @@ def test_two_processes_store_every_processs_norms(tmp_path: Path) -> None:
     ]  # fmt: skip
 
     # One launch (~25 s on 2 cores): exact resume itself is the single-process test above; here the point
-    # is that rank 0's checkpoint holds the norms of both processes (2 x batch_gpu 2), which every process
-    # reloads whole and slices by its rank.
+    # is that rank 0's checkpoint holds the norms of both processes (2 x 2 rounds x batch_gpu 2), which
+    # every process reloads whole and slices by its chunks.
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            str(worker), str(tmp_path / "run"), str(SHAPES), *sets]  # fmt: skip
     done = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
@@ -379,5 +408,5 @@ def test_two_processes_store_every_processs_norms(tmp_path: Path) -> None:
     payload = ckpt.load_checkpoint(ckpt.list_checkpoints(tmp_path / "run")["last"])
     assert payload["cur_nimg"] == 32 and len(payload["rng"]) == 2
     state = payload["method"]["state"]
-    assert state["prev_fake"].shape == state["prev_real"].shape == (4,)
+    assert state["prev_fake"].shape == state["prev_real"].shape == (8,)
     assert torch.isfinite(state["prev_fake"]).all() and (state["prev_real"] > 0).all()

@@ -10,6 +10,7 @@ import typer
 from rich.syntax import Syntax
 
 from degan_bench.cli.app import app, console
+from degan_bench.core import launch
 from degan_bench.core.exitcodes import ExitCode
 from degan_bench.recipes.loader import resolve_recipe
 from degan_bench.recipes.schema import PRESETS
@@ -84,6 +85,40 @@ def run(
             "CIFAR, or a baseline's own)."
         ),
     ] = None,
+    gpus: Annotated[
+        str | None,
+        typer.Option(
+            help="Processes per node, started through torchrun (one per GPU; CPU processes with --device "
+            "cpu): N, or 'recipe' for the recipe's resources.gpus. Default: this process only. The total "
+            "batch and the recipe hash do not change.",
+            rich_help_panel="Several GPUs",
+        ),
+    ] = None,
+    nnodes: Annotated[
+        int | None,
+        typer.Option(help="Nodes of the run (same command on each).", min=1, rich_help_panel="Several GPUs"),
+    ] = None,
+    node_rank: Annotated[
+        int | None,
+        typer.Option(
+            help="This node's rank for a static rendezvous (the endpoint is rank 0); default: c10d "
+            "rendezvous assigns ranks.",
+            min=0,
+            rich_help_panel="Several GPUs",
+        ),
+    ] = None,
+    rdzv_endpoint: Annotated[
+        str | None,
+        typer.Option(
+            help="HOST[:PORT] every node reaches (torchrun rendezvous).", rich_help_panel="Several GPUs"
+        ),
+    ] = None,
+    rdzv_id: Annotated[
+        str | None,
+        typer.Option(
+            help="Rendezvous id shared by the nodes (default $SLURM_JOB_ID).", rich_help_panel="Several GPUs"
+        ),
+    ] = None,
 ) -> None:
     """Train METHOD on DATASET with its recipe, evaluate under the recipe's protocols, and record the run.
 
@@ -97,6 +132,10 @@ def run(
     from degan_bench.training.runner import default_run_name
 
     resolved = resolve_recipe(method, dataset, preset, set_ or [], backbone=backbone)
+    processes = launch.plan_launch(
+        gpus=gpus, nnodes=nnodes, node_rank=node_rank, rdzv_endpoint=rdzv_endpoint, rdzv_id=rdzv_id,
+        device=device, resources=resolved.recipe.resources, check_devices=not dry_run,
+    )  # fmt: skip
     if dry_run:
         from degan_bench.paths import runs_dir
 
@@ -108,29 +147,37 @@ def run(
             f"run directory: {target}\nseed: {seed}\nbackbone: {resolved.model.arch} ({recipe.loss.kind})\n"
             f"training: {recipe.training.kimg:g} kimg at "
             f"{recipe.data.resolution}px, batch {recipe.training.batch}\nevaluation: "
-            f"{', '.join(recipe.evaluation.protocols) or 'none'}\n(dry run: nothing was written)",
+            f"{', '.join(recipe.evaluation.protocols) or 'none'}\n"
+            f"processes: {processes.describe() if processes else 'this one'} (the recipe's official set-up: "
+            f"{recipe.resources.gpus} GPU{'s' if recipe.resources.gpus > 1 else ''}"
+            f"{f' on {recipe.resources.nodes} nodes' if recipe.resources.nodes > 1 else ''}"
+            f"{f', from {recipe.resources.source}' if recipe.resources.source else ''})\n"
+            "(dry run: nothing was written)",
             highlight=False,
         )
         return
+    if processes is not None:
+        raise typer.Exit(launch.launch(processes, launch.command_line_args()))
     from degan_bench.training.execute import execute_run
 
-    result = execute_run(
-        resolved,
-        seed=seed,
-        out=out,
-        resume=resume,
-        force=force,
-        device=device,
-        max_seconds=None if max_minutes is None else max_minutes * 60,
-        evaluate=not no_eval,
-    )
-    if result is None or result.status == "complete":
-        from degan_bench.claims.run_report import print_run_comparison
+    with launch.worker_exit_report():
+        result = execute_run(
+            resolved,
+            seed=seed,
+            out=out,
+            resume=resume,
+            force=force,
+            device=device,
+            max_seconds=None if max_minutes is None else max_minutes * 60,
+            evaluate=not no_eval,
+        )
+        if result is not None and result.status != "complete":
+            if os.environ.get("TORCHELASTIC_RUN_ID") and not os.environ.get(launch.STATUS_DIR_ENV):
+                # Under a hand-written torchrun any non-zero exit fails the whole group: exit 0 and let
+                # the caller read run.json (status stopped), as the SLURM wrapper and the local queue do.
+                # Under our own launcher (``--gpus N``) the worker report turns 75 into the group's code.
+                return
+            raise typer.Exit(ExitCode.PROGRESS)
+    from degan_bench.claims.run_report import print_run_comparison
 
-        print_run_comparison(resolved, seed, out=out, resume=resume, console=console)
-        return
-    if os.environ.get("TORCHELASTIC_RUN_ID"):
-        # Under torchrun any non-zero exit is a failure of the whole group: exit 0 and let the
-        # launcher read run.json (status stopped), as the SLURM wrapper and the local queue do.
-        return
-    raise typer.Exit(ExitCode.PROGRESS)
+    print_run_comparison(resolved, seed, out=out, resume=resume, console=console)

@@ -29,6 +29,13 @@ The pieces:
   whose phase it trains with (lr and betas rescaled by the lazy-regularization ratio, insgen
   ``training_loop.py:240-251``); heads are frozen in the G step and stepped once after each D step.
 
+Layout: the official runs use one accumulation round per GPU (paper256: 8 GPUs x 8), so each head's
+momentum copy is updated once per phase and the keys of a phase are queued once, all GPUs' keys
+together in rank order. We keep those semantics for any layout: the momentum update runs in the first
+round of a phase only, and the keys of every round are queued when the phase ends, gathered over
+processes, in the order of the chunks of the global batch. One process with N rounds therefore trains
+like N processes with one round each (and resume with another process count is exact).
+
 Differences from the official code that do not change the objective: the head optimizer steps once per
 D phase on the gradients of all accumulation rounds (the official one steps after every round; the same
 when ``batch_gpu`` is the per-GPU batch, as in the official configs); DDP's batch shuffle of the
@@ -275,6 +282,9 @@ class ContrastiveMethod(Method):
         self.head_optimizers: dict[str, torch.optim.Adam] = {}
         self.queues: dict[str, KeyQueue] = {}
         self._heads_have_grads = False
+        # keys of this phase's rounds, queued at its end; heads whose momentum copy moved in this phase
+        self._pending: dict[str, list[tuple[torch.Tensor, int]]] = {}
+        self._momentum_moved: set[str] = set()
 
     # -- construction helpers ----------------------------------------------------------------------
     def queue_size(self, override: int | None, option: str) -> int:
@@ -335,16 +345,17 @@ class ContrastiveMethod(Method):
         """InfoNCE of one head; optionally queue the keys of this pass (gathered over processes)."""
         head = self.heads[head_name]
         query = head.query(query_features)
-        head.update_momentum(self.config.momentum)
+        if head_name not in self._momentum_moved:  # once per phase, like one forward per GPU officially
+            head.update_momentum(self.config.momentum)
+            self._momentum_moved.add(head_name)
         with torch.no_grad():
             keys = head.key(self.features(self.D_ema, self.pipe(key_images.detach()), c))
         negatives, bias = self.negatives(head_name, minibatch)
         # A copy: the push below changes the queue in place, and backward needs the values used here.
         loss = info_nce(query, keys, negatives.clone(), self.config.temperature, bias)
-        if enqueue == "keys":
-            self.push(head_name, keys, minibatch)
-        elif enqueue == "queries":
-            self.push(head_name, head.key(query_features.detach()), minibatch)
+        if enqueue != "none":
+            queued = keys if enqueue == "keys" else head.key(query_features.detach())
+            self._pending.setdefault(head_name, []).append((queued.detach(), minibatch))
         return loss
 
     def negatives(self, head_name: str, minibatch: int) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -352,9 +363,18 @@ class ContrastiveMethod(Method):
         return self.queues[head_name].keys, None
 
     def push(self, head_name: str, keys: torch.Tensor, minibatch: int) -> None:
+        """Queue ``keys`` of every process now (gathered in rank order)."""
         gathered = gather_from_processes(keys)
         self.queues[head_name].push(gathered, minibatch)
         self.observe_queued(head_name, gathered)
+
+    def flush_pending(self) -> None:
+        """Queue the keys of every round of the phase that ends: this process's rounds in order, gathered
+        over processes in rank order, i.e. the chunk order of the global batch, in one push per head."""
+        for head_name, items in self._pending.items():
+            self.push(head_name, torch.cat([keys for keys, _ in items]), items[0][1])
+        self._pending.clear()
+        self._momentum_moved.clear()
 
     def observe_queued(self, head_name: str, keys: torch.Tensor) -> None:
         """Called with every batch of keys (all processes') just queued."""
@@ -400,6 +420,7 @@ class ContrastiveMethod(Method):
         return {}
 
     def after_optimizer_step(self, phase: str, steps: list[GStep | DStep]) -> None:
+        self.flush_pending()
         for step in steps:
             if isinstance(step, DStep):
                 self.heuristic.observe(step.real_logits)

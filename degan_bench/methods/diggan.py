@@ -28,8 +28,11 @@ method                             row                                         D
 The low-shot table labels its row just "DigGAN" (no released code, base not stated): those cells are
 ``diggan`` recipes whose deviations state the base chosen (DiffAugment's StyleGAN2) and lambda.
 
-The stored norms span the global batch (gathered over processes in rank order), so a checkpoint
-written by rank 0 holds every process's values and resume is exact.
+The stored norms span the global batch in the order of its chunks (one accumulation round of one
+process each): every round averages with the stored values of its own chunk, and the new values of a D
+step are stored when the step ends, gathered over processes in rank order. The numbers therefore do not
+depend on how the chunks are spread over processes, a checkpoint written by rank 0 holds every value,
+and resume is exact (also with another process count that keeps ``training.batch_gpu``).
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ import torch
 from degan_bench.augment.diffaugment import diff_augment, parse_policy
 from degan_bench.core.distributed import is_active
 from degan_bench.methods import register_method
-from degan_bench.methods.base import DStep, Method, MethodContext
+from degan_bench.methods.base import DStep, GStep, Method, MethodContext
 from degan_bench.schema import param
 
 _POLICY_HELP = (
@@ -139,6 +142,8 @@ class DigGANMethod(_DiffAugmentInputs):
         # the averaged norms of the last penalized round over the global batch (None before the first)
         self.prev_fake: torch.Tensor | None = None
         self.prev_real: torch.Tensor | None = None
+        # this D step's averaged norms, one entry per round of this process; stored when the step ends
+        self._pending: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def d_loss_terms(self, step: DStep) -> dict[str, torch.Tensor]:
         if not self.active or step.d_step_index != 0:
@@ -146,23 +151,31 @@ class DigGANMethod(_DiffAugmentInputs):
         assert step.fake_logits is not None and step.fakes_aug is not None  # phase "main" sets them
         g_fake, g_real = gradient_norms(step.fake_logits, step.real_logits, step.fakes_aug, step.reals_aug)
         if self.prev_fake is not None and self.prev_real is not None:
-            own = self._own_slice(len(g_fake))
+            own = self._own_slice(len(g_fake), len(self._pending))
             mix = self.config.prev_mix
             g_fake = g_fake * (1 - mix) + self.prev_fake[own] * mix
             g_real = g_real * (1 - mix) + self.prev_real[own] * mix
-        self.prev_fake = _gather(g_fake.detach())
-        self.prev_real = _gather(g_real.detach())
+        self._pending.append((g_fake.detach(), g_real.detach()))
         return {"diggan": (g_fake - g_real).square().mean() * self.config.weight}
 
-    def _own_slice(self, n: int) -> slice:
+    def after_optimizer_step(self, phase: str, steps: list[GStep | DStep]) -> None:
+        if phase == "D" and self._pending:
+            self.prev_fake = _gather(torch.cat([fake for fake, _ in self._pending]))
+            self.prev_real = _gather(torch.cat([real for _, real in self._pending]))
+            self._pending.clear()
+
+    def _own_slice(self, n: int, round_index: int) -> slice:
+        """This round's chunk of the stored global-batch norms."""
         assert self.prev_fake is not None
-        expected = n * self.ctx.world_size
+        rounds = max(self.ctx.batch // (n * self.ctx.world_size), 1)
+        expected = n * self.ctx.world_size * rounds
         if len(self.prev_fake) != expected:
             raise ValueError(
-                f"DigGAN's stored norms cover {len(self.prev_fake)} samples but this round has {expected} "
-                f"({n} per process); resume with the run's own training.batch_gpu and number of processes"
+                f"DigGAN's stored norms cover {len(self.prev_fake)} samples but a D step here has {expected} "
+                f"({rounds} rounds of {n} per process); resume with the run's own training.batch"
             )
-        return slice(self.ctx.rank * n, (self.ctx.rank + 1) * n)
+        start = (self.ctx.rank * rounds + round_index) * n
+        return slice(start, start + n)
 
     def state_dict(self) -> dict[str, Any]:
         def cpu(t: torch.Tensor | None) -> torch.Tensor | None:

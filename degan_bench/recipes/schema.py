@@ -175,16 +175,27 @@ class PerformanceConfig:
 @dataclass
 class ResourcesConfig:
     """What one run of the recipe asks of the hardware. Not hashed: it changes how the run is laid out on
-    devices, not what is trained (the global batch and kimg accounting are fixed by ``training``)."""
+    devices, not what is trained. The global batch and kimg accounting are fixed by ``training``, and
+    the random streams are keyed by chunks of ``training.batch_gpu`` samples, so with ``batch_gpu`` set
+    the process count changes only the order of float reductions (``batch_gpu`` unset: it is
+    ``batch / processes``, and the count changes the chunks; see ``notes``)."""
 
     gpus: int = param(
         1,
-        help="GPUs of the official set-up (processes per run; total batch unchanged); `run --gpus N` "
-        "overrides it for the hardware at hand",
+        help="GPUs of the official set-up, all nodes together (the sweep and the cost model use it); "
+        "`run --gpus recipe` starts that many processes, `run --gpus N` the hardware's count, plain "
+        "`run` one process; the total batch stays the same",
         min=1,
     )
     nodes: int = param(1, help="nodes the GPUs span (gpus must divide evenly over them)", min=1)
-    source: str | None = param(None, help="where the GPU count comes from (official script, README line)")
+    source: str | None = param(
+        None, help="where the GPU count comes from (official script, README line, paper text)"
+    )
+    notes: str | None = param(
+        None,
+        help="what of the official numbers depends on the per-GPU batch (batch-norm statistics, "
+        "minibatch-stddev groups, per-GPU running means) and how to get the official per-GPU layout",
+    )
 
     def check(self) -> None:
         if self.gpus % self.nodes:

@@ -98,6 +98,23 @@ class StoredRun:
     def device(self) -> str:
         return self.info.device if self.info else "?"
 
+    @property
+    def processes(self) -> list[int]:
+        """Processes (GPUs) of each distinct training layout, in session order: ``[8]``, ``[2, 1]``."""
+        if self.info is None:
+            return []
+        counts = [s.device_count for s in self.info.sessions] or [self.info.device_count]
+        return list(dict.fromkeys(counts))
+
+    @property
+    def device_label(self) -> str:
+        """The device with the process count it trained with: ``NVIDIA H100``, ``8x NVIDIA H100``,
+        ``2/1x cpu`` (a run continued with another count)."""
+        counts = self.processes
+        if not counts or counts == [1]:
+            return self.device
+        return f"{'/'.join(str(c) for c in counts)}x {self.device}"
+
     def stats(self) -> list[dict[str, Any]]:
         return read_jsonl(self.path / "stats.jsonl")
 

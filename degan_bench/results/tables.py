@@ -470,7 +470,7 @@ def _run_rows(
                 "value": picked.value if picked else None,
                 "kimg": run.kimg,
                 "total_kimg": run.total_kimg,
-                "device": run.device,
+                "device": run.device_label,  # with the process count, e.g. "8x NVIDIA H100"
                 "gpu_hours": run.gpu_hours,
                 "cpu_hours": run.cpu_hours,
                 "selected_on_split": picked.selected_on_split if picked else None,

@@ -117,6 +117,9 @@ def execute_run(
                 held.release()
             problem = err
     plan = share_plan(plan, process, problem)
+    if plan.resume_payload is not None:
+        # --force also accepts a resume with another process count that is not exact (state.py)
+        plan.resume_payload["_force"] = force
     if process.is_main and plan.notice:
         console.print(f"[yellow]note[/]: {plan.notice}", highlight=False, soft_wrap=True)
     if plan.already_complete:
@@ -173,6 +176,7 @@ def execute_run(
                 f"--seed {seed}"
                 + "".join(f" --set {o}" for o in resolved.overrides)
                 + (f" --out {out}" if out else "")
+                + _layout_options(process)
                 + " --resume auto`",
                 highlight=False,
                 soft_wrap=True,
@@ -201,3 +205,14 @@ def _record_end(run: RunDir, err: BaseException) -> None:
         session.ended_utc = utc_now()
     run.write_info(info)
     run.log(f"{info.status}: {type(err).__name__}: {err}\n{traceback.format_exc()}")
+
+
+def _layout_options(process: ProcessGroup) -> str:
+    """The ``run`` options that start this run's processes again (in the continue hint)."""
+    if process.world_size == 1:
+        return ""
+    import os
+
+    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", process.world_size))
+    nodes = process.world_size // per_node
+    return f" --gpus {per_node}" + (f" --nnodes {nodes} --rdzv-endpoint HOST:PORT" if nodes > 1 else "")

@@ -55,8 +55,9 @@ from degan_bench.training.maintenance import (
 from degan_bench.training.objectives import get_objective
 from degan_bench.training.objectives.base import MinibatchInfo, ObjectiveContext
 from degan_bench.training.sampler import RealImageSampler
-from degan_bench.training.state import Progress, TrainingState
+from degan_bench.training.state import Layout, Progress, TrainingState
 from degan_bench.training.stats import StatsCollector, TensorBoardWriter, cpu_memory_gb, gpu_peak_memory_gb
+from degan_bench.training.streams import RandomStreams
 
 #: signature of the evaluation function the loop calls (degan_bench.metrics.evaluate.evaluate_generator)
 Evaluator = Callable[..., dict[str, Any]]
@@ -94,18 +95,31 @@ class StopRequest:
 
     A CI cancel sends SIGINT and a few seconds later SIGTERM (GitHub: 7.5 s), and a sweep forwards the
     stop to its runs: the second signal is the same request and never abandons the checkpoint being
-    written. Only a third signal aborts at once (``KeyboardInterrupt``); SIGKILL cannot be caught.
+    written. Only a third signal aborts at once (``KeyboardInterrupt``); SIGKILL cannot be caught. A
+    SIGTERM within :attr:`DUPLICATE_SECONDS` of an earlier SIGTERM is the same signal delivered twice
+    (under ``srun`` + torchrun SLURM signals every process of the step and the agent forwards its own
+    copy) and is not counted.
     """
 
     ABORT_AT = 3
+    DUPLICATE_SECONDS = 2.0
 
     def __init__(self, enabled: bool) -> None:
         self.reason: str | None = None
         self.signals: list[str] = []
+        self._last_sigterm_at: float | None = None
         self._previous: dict[int, Any] = {}
         self._enabled = enabled and threading.current_thread() is threading.main_thread()
 
     def _handle(self, signum: int, _frame: Any) -> None:
+        if signum == signal.SIGTERM:
+            now = time.monotonic()
+            duplicate = (
+                self._last_sigterm_at is not None and now - self._last_sigterm_at < self.DUPLICATE_SECONDS
+            )
+            self._last_sigterm_at = now
+            if duplicate:
+                return
         self.signals.append(signal.Signals(signum).name)
         if len(self.signals) >= self.ABORT_AT:
             for sig, handler in self._previous.items():
@@ -234,9 +248,9 @@ def train(setup: TrainingSetup) -> TrainResult:
     )
     for module in (G, D, G_ema, *method.modules().values()):
         broadcast_module(module)
-    if proc.world_size > 1:
-        # From here on each process draws its own latents and augmentations (as stylegan2-ada does).
-        seed_everything(setup.seed * proc.world_size + proc.rank)
+    # From here on every draw comes from a stream keyed by minibatch, phase and chunk of the global batch,
+    # not by process (degan_bench/training/streams.py): the process count only changes the layout.
+    streams = RandomStreams(setup.seed, rank=proc.rank, world_size=proc.world_size)
     cuda = device.type == "cuda"
     if cuda and perf.channels_last:
         G.to(memory_format=torch.channels_last)
@@ -255,17 +269,22 @@ def train(setup: TrainingSetup) -> TrainResult:
             autocast=autocast,
             scaler=scaler,
             labels=setup.dataset.labels,
+            streams=streams,
         )
     )
     stats = StatsCollector()
+    layout = Layout(processes=proc.world_size, batch_gpu=batch_gpu, rounds=rounds)
     state = TrainingState(
         resolved, setup.seed, G=G, D=D, G_ema=G_ema, objective=objective, method=method, sampler=sampler,
-        stats=stats, scaler=scaler,
+        stats=stats, scaler=scaler, layout=layout,
     )  # fmt: skip
     prog = state.progress
+    relayout = None
     if setup.resume is not None:
-        state.load_state_dict(setup.resume, rank=proc.rank, world_size=proc.world_size)
+        relayout = state.load_state_dict(setup.resume, rank=proc.rank, world_size=proc.world_size)
         log(f"resumed from kimg {prog.cur_nimg / 1000:.3f} (tick {prog.cur_tick})")
+        if relayout:
+            log(relayout)
 
     grid = tuple(tcfg.grid_size)
     grid_z, grid_c = grid_latents(G, grid[0] * grid[1], device)
@@ -279,7 +298,8 @@ def train(setup: TrainingSetup) -> TrainResult:
         start_nimg=prog.cur_nimg,
         device=_device_name(device),
         device_count=proc.world_size,
-        forced=bool(setup.resume and setup.resume.get("_forced")),
+        forced=bool(setup.resume and setup.resume.get("_forced"))
+        or bool(relayout and relayout.startswith("FORCED")),
     )
     if info is not None:
         info.sessions.append(session)
@@ -306,7 +326,8 @@ def train(setup: TrainingSetup) -> TrainResult:
 
     log(
         f"training {recipe.method} on {recipe.dataset} ({recipe.preset}, {objective.kind}) for "
-        f"{total_nimg / 1000:g} kimg, batch {tcfg.batch} ({rounds} x {batch_gpu} per process), "
+        f"{total_nimg / 1000:g} kimg, batch {tcfg.batch} ({proc.world_size} process"
+        f"{'es' if proc.world_size > 1 else ''} x {rounds} x {batch_gpu}), "
         f"{reals_per_step} reals per step, seed {setup.seed}, device {session.device}"
     )
 
@@ -315,9 +336,11 @@ def train(setup: TrainingSetup) -> TrainResult:
         _progress_bar(console, is_main, prog, total_nimg) as advance,
     ):
         while prog.cur_nimg < total_nimg:
+            streams.begin_minibatch(prog.batch_idx)
             consumed = objective.train_minibatch(
                 sampler.next, MinibatchInfo(batch_idx=prog.batch_idx, cur_nimg=prog.cur_nimg), stats
             )
+            streams.shared("end")
             prog.cur_nimg += consumed
             prog.batch_idx += 1
             method.end_of_minibatch(prog.cur_nimg, prog.batch_idx)

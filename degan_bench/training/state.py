@@ -1,10 +1,18 @@
 """Everything a checkpoint holds, gathered in one object with ``state_dict()`` / ``load_state_dict()``.
 
 Shared state (written once, by rank 0): the recipe and seed, progress counters, G, D, G_ema, the two
-optimizers, the fp16 scaler, the method's modules/optimizers/state and the data sampler position.
-Per-process state (one entry per rank, gathered at checkpoint time): the random streams, the
-objective's own state (StyleGAN2's path-length mean) and the running statistics of an unfinished tick.
-Restoring all of it makes N + M minibatches with a stop in between equal N + M straight.
+optimizers, the fp16 scaler, the method's modules/optimizers/state, the data sampler position and the
+layout the run trained with (processes x rounds x ``batch_gpu``). Per-process state (one entry per rank,
+gathered at checkpoint time): the random streams, the objective's own state (StyleGAN2's path-length
+means, one per chunk) and the running statistics of an unfinished tick. Restoring all of it makes
+N + M minibatches with a stop in between equal N + M straight.
+
+Resuming with another number of processes (see :meth:`TrainingState.relayout_problem`) is exact when
+the chunk size (``batch_gpu``) is unchanged and no network keeps state that every forward pass advances
+(batch-norm running statistics, spectral-norm power iterations): the random streams are keyed by chunk
+(:mod:`degan_bench.training.streams`), the sampler and the method state are global, and the per-chunk
+objective state is redistributed. Otherwise the resume is refused in one line naming the recorded
+count, unless ``--force`` (recorded in the run log and the session).
 """
 
 from __future__ import annotations
@@ -13,10 +21,12 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from degan_bench.core import checkpoint as ckpt
 from degan_bench.errors import ResumeError
 from degan_bench.methods.base import Method
+from degan_bench.models.spectral_norm import SpectralNormMixin
 from degan_bench.recipes.loader import ResolvedRecipe
 from degan_bench.training.objectives import Objective
 from degan_bench.training.sampler import RealImageSampler
@@ -37,6 +47,28 @@ class Progress:
     partial_tick_seconds: float = 0.0
 
 
+@dataclass(frozen=True)
+class Layout:
+    """How a global minibatch is laid out: ``processes`` x ``rounds`` accumulation rounds of ``batch_gpu``
+    samples (one *chunk* each)."""
+
+    processes: int = 1
+    batch_gpu: int = 0
+    rounds: int = 1
+
+
+def forward_state_modules(*modules: nn.Module) -> list[str]:
+    """Kinds of layers in ``modules`` whose buffers every training forward pass advances."""
+    kinds = set()
+    for module in modules:
+        for sub in module.modules():
+            if isinstance(sub, _BatchNorm):
+                kinds.add("batch-norm running statistics")
+            elif isinstance(sub, SpectralNormMixin):
+                kinds.add("spectral-norm power iterations")
+    return sorted(kinds)
+
+
 class TrainingState:
     def __init__(
         self,
@@ -51,11 +83,13 @@ class TrainingState:
         sampler: RealImageSampler,
         stats: StatsCollector,
         scaler: Any = None,
+        layout: Layout | None = None,
     ) -> None:
         self.resolved, self.seed = resolved, seed
         self.G, self.D, self.G_ema = G, D, G_ema
         self.objective, self.method, self.sampler = objective, method, sampler
         self.stats, self.scaler = stats, scaler
+        self.layout = layout or Layout()
         self.progress = Progress()
 
     # -- per process ---------------------------------------------------------------------------------
@@ -100,13 +134,29 @@ class TrainingState:
                 "state": method.state_dict(),
             },
             "sampler": self.sampler.state_dict(),
+            "layout": asdict(self.layout),
             # one entry per process, by rank
             "objective": [state["objective"] for state in per_process],
             "rng": [state["rng"] for state in per_process],
             "tick_stats": [state["tick_stats"] for state in per_process],
         }
 
-    def load_state_dict(self, payload: dict[str, Any], *, rank: int, world_size: int) -> None:
+    def load_state_dict(self, payload: dict[str, Any], *, rank: int, world_size: int) -> str | None:
+        """Restore ``payload``; returns a line for the run log when it was written by another number of
+        processes (raises :class:`ResumeError` when that is not exact and ``payload['_force']`` is unset)
+        or by code before the per-chunk random streams."""
+        saved_processes = len(payload["rng"])
+        problem = None
+        if saved_processes != world_size:
+            problem = self.relayout_problem(payload, world_size)
+            if problem is not None and not payload.get("_force"):
+                many = "es" if saved_processes > 1 else ""
+                raise ResumeError(
+                    f"the checkpoint was trained with {saved_processes} process{many}, this run has "
+                    f"{world_size}: {problem}",
+                    fix=f"resume with --gpus {saved_processes}, or add --force to continue with {world_size} "
+                    "(recorded in the run log; the numbers then differ from an uninterrupted run)",
+                )
         self.G.load_state_dict(payload["G"])
         self.D.load_state_dict(payload["D"])
         self.G_ema.load_state_dict(payload["G_ema"])
@@ -134,16 +184,64 @@ class TrainingState:
         prog.train_seconds = p["train_seconds"]
         prog.partial_tick_seconds = p.get("partial_tick_seconds", 0.0)
         prog.best = payload.get("best")
-        states = payload["rng"]
-        if len(states) != world_size:
-            raise ResumeError(
-                f"the checkpoint was written by {len(states)} processes, this run has {world_size}: "
-                "the random streams cannot be continued exactly",
-                fix=f"resume with {len(states)} processes",
+        if saved_processes == world_size:
+            ckpt.restore_rng_state(payload["rng"][rank])
+            self.objective.load_state_dict(_objective_states(payload)[rank])
+            self._load_tick_stats((payload.get("tick_stats") or [None] * world_size)[rank])
+            if "layout" not in payload:
+                return (
+                    "note: the checkpoint predates the per-chunk random streams; the continuation draws "
+                    "other random numbers than the code that wrote it would have"
+                )
+            return None
+        return self._load_relayout(payload, problem, rank=rank, world_size=world_size)
+
+    # -- another number of processes -----------------------------------------------------------------
+    def relayout_problem(self, payload: dict[str, Any], world_size: int) -> str | None:
+        """Why continuing ``payload`` with ``world_size`` processes would not equal the run it was cut
+        from; None when it is exact."""
+        saved = payload.get("layout")
+        if saved is None:
+            return "the checkpoint predates process-count-independent random streams"
+        if saved["batch_gpu"] != self.layout.batch_gpu:
+            return (
+                f"the per-process chunk changes from {saved['batch_gpu']} to {self.layout.batch_gpu} samples "
+                "(training.batch_gpu unset: it is training.batch / processes), and with it the random "
+                "streams and per-chunk statistics"
             )
-        ckpt.restore_rng_state(states[rank])
-        self.objective.load_state_dict(_objective_states(payload)[rank])
-        tick_stats = (payload.get("tick_stats") or [None] * world_size)[rank]
+        kinds = forward_state_modules(self.G, self.D)
+        if kinds:
+            return (
+                f"the networks keep {' and '.join(kinds)}, which advance once per forward pass on each "
+                "process, so they depend on the rounds per process"
+            )
+        if self.objective.reshard_states(_objective_states(payload), world_size) is None:
+            return f"the {self.objective.kind} objective's per-process state cannot be redistributed"
+        return None
+
+    def _load_relayout(
+        self, payload: dict[str, Any], problem: str | None, *, rank: int, world_size: int
+    ) -> str:
+        saved_processes = len(payload["rng"])
+        states = _objective_states(payload)
+        resharded = self.objective.reshard_states(states, world_size)
+        self.objective.load_state_dict(
+            resharded[rank] if resharded is not None else states[min(rank, saved_processes - 1)]
+        )
+        # The random streams are reseeded from counters at every minibatch (training/streams.py), so the
+        # saved per-process states are not needed. An unfinished tick's statistics are sums over all
+        # processes at the tick's end (StatsCollector.means), so rank 0 carries them all.
+        merged = StatsCollector.merge_states([s for s in payload.get("tick_stats") or [] if s])
+        self._load_tick_stats(merged if rank == 0 else None)
+        what = (
+            f"continued with {world_size} process{'es' if world_size > 1 else ''} a checkpoint written by "
+            f"{saved_processes}"
+        )
+        if problem is None:
+            return f"{what}: same chunks of {self.layout.batch_gpu} samples, exact"
+        return f"FORCED: {what}; {problem}"
+
+    def _load_tick_stats(self, tick_stats: dict[str, Any] | None) -> None:
         if tick_stats:
             device = next(self.G.parameters()).device
             self.stats.load_state_dict(tick_stats, device)

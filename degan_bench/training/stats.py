@@ -10,6 +10,8 @@ from typing import Any
 
 import torch
 
+from degan_bench.core.distributed import gather_objects
+
 # Short names for the status line; everything is in stats.jsonl under its full name.
 STATUS_KEYS = {
     "Loss/G/loss": "G",
@@ -36,7 +38,17 @@ class StatsCollector:
             self._counts[key] += 1
 
     def means(self) -> dict[str, float]:
-        return {k: float(self._sums[k]) / self._counts[k] for k in sorted(self._sums)}
+        """Means over every value reported since the last reset by every process (a collective under
+        torch.distributed: all processes call it at the same tick), so ``stats.jsonl`` does not depend on
+        how the chunks of a minibatch are spread over processes."""
+        local = {k: (float(self._sums[k]), self._counts[k]) for k in self._sums}
+        totals: dict[str, list[float]] = {}
+        for part in gather_objects(local):
+            for key, (value, count) in part.items():  # type: ignore[attr-defined]
+                total = totals.setdefault(key, [0.0, 0])
+                total[0] += value
+                total[1] += count
+        return {k: totals[k][0] / totals[k][1] for k in sorted(totals)}
 
     def reset(self) -> None:
         self._sums.clear()
@@ -49,6 +61,17 @@ class StatsCollector:
             k: (v.detach().cpu().clone() if isinstance(v, torch.Tensor) else v, self._counts[k])
             for k, v in self._sums.items()
         }
+
+    @staticmethod
+    def merge_states(states: list[dict[str, Any]]) -> dict[str, Any]:
+        """One state holding the sums and counts of several (e.g. every process of a checkpoint)."""
+        merged: dict[str, Any] = {}
+        for state in states:
+            for key, (value, count) in state.items():
+                value = float(value)
+                old_value, old_count = merged.get(key, (0.0, 0))
+                merged[key] = (old_value + value, old_count + int(count))
+        return merged
 
     def load_state_dict(self, state: dict[str, Any], device: torch.device | None = None) -> None:
         self.reset()

@@ -18,6 +18,7 @@ from torch import nn
 from degan_bench.core.distributed import average_gradients
 from degan_bench.methods.base import DStep, GStep, Method
 from degan_bench.training.stats import StatsCollector
+from degan_bench.training.streams import RandomStreams
 
 #: draws the next minibatch of reals for this process: float NCHW images in [-1, 1] and labels or None
 RealSource = Callable[[], tuple[torch.Tensor, torch.Tensor | None]]
@@ -37,6 +38,8 @@ class ObjectiveContext:
     autocast: Callable[[], Any]
     scaler: Any  # torch.amp.GradScaler for fp16, else None
     labels: np.ndarray | None  # training-set labels (conditional models)
+    # per-chunk random streams (None: the draws continue the process's own stream, e.g. in unit tests)
+    streams: RandomStreams | None = None
 
 
 @dataclass
@@ -75,7 +78,26 @@ class Objective:
         if state:
             raise ValueError(f"objective {self.kind!r} has no state but the checkpoint holds {sorted(state)}")
 
+    @classmethod
+    def reshard_states(cls, states: list[dict[str, Any]], world_size: int) -> list[dict[str, Any]] | None:
+        """The per-process ``states`` of a checkpoint written by ``len(states)`` processes, redistributed
+        over ``world_size`` processes that run the same chunks; None when that cannot be done exactly."""
+        if any(states):
+            return None
+        return [{} for _ in range(world_size)]
+
     # -- shared pieces ---------------------------------------------------------------------------
+    def enter_round(self, phase: str, index: int, rounds: int) -> None:
+        """Draw round ``index`` of ``rounds`` (this process's) of ``phase`` from its chunk's stream, so the
+        draws do not depend on how the chunks are spread over processes."""
+        if self.ctx.streams is not None:
+            self.ctx.streams.round(phase, index, rounds)
+
+    def enter_shared(self, tag: str) -> None:
+        """Work done identically by every process (e.g. after an optimizer step) draws from one stream."""
+        if self.ctx.streams is not None:
+            self.ctx.streams.shared(tag)
+
     def one_hot(self, labels: torch.Tensor | None, n: int) -> torch.Tensor:
         c_dim = getattr(self.ctx.G, "c_dim", 0)
         if labels is None or not c_dim:
@@ -101,6 +123,7 @@ class Objective:
             scaler.update()
         else:
             opt.step()
+        self.enter_shared(f"after-{phase}")
         self.ctx.method.after_optimizer_step(phase, steps)
 
 

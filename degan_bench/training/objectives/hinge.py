@@ -108,7 +108,9 @@ class HingeObjective(Objective):
             reals, labels = next_reals()
             real_c = self.one_hot(labels, len(reals))
             steps: list[GStep | DStep] = []
-            for real_chunk, c_chunk in zip(reals.split(n), real_c.split(n), strict=True):
+            chunks = zip(reals.split(n), real_c.split(n), strict=True)
+            for index, (real_chunk, c_chunk) in enumerate(chunks):
+                self.enter_round(f"D{step_index}", index, ctx.rounds)
                 steps.append(self._d_round(real_chunk, c_chunk, step_index, gain, info.cur_nimg, stats))
             self.step_optimizer("D", D, self.opt_D, steps)
             if step_index + 1 == g_after:
@@ -124,7 +126,8 @@ class HingeObjective(Objective):
         D.requires_grad_(False)
         self.opt_G.zero_grad(set_to_none=True)
         g_steps: list[GStep | DStep] = []
-        for _ in range(self.g_rounds):
+        for index in range(self.g_rounds):
+            self.enter_round("G", index, self.g_rounds)
             z = torch.randn(n, G.z_dim, device=ctx.device)
             c = self.draw_c(n)
             with ctx.autocast():

@@ -73,6 +73,7 @@ class StyleGAN2Loss:
         cfg: LossConfig,
         autocast: Any = contextlib.nullcontext,
         scale: Any = None,
+        chunks: int = 1,
     ) -> None:
         self.nets = nets
         self.method = method
@@ -80,7 +81,9 @@ class StyleGAN2Loss:
         self.autocast = autocast  # context-manager factory: autocast for the forward passes, or nullcontext
         self.scale = scale or (lambda loss: loss)  # fp16: GradScaler.scale
         device = next(nets.G.parameters()).device
-        self.pl_mean = torch.zeros([], device=device)
+        # One running path-length mean per accumulation round of this process, as stylegan2-ada keeps one
+        # per GPU: a round is one chunk of the global batch, so the means do not depend on the layout.
+        self.pl_mean = torch.zeros([chunks], device=device)
 
     # -- helpers ---------------------------------------------------------------------------------
     def generate(
@@ -147,15 +150,15 @@ class StyleGAN2Loss:
         stats.update({f"Loss/G/{name}": value.detach() for name, value in terms.items()})
         return PhaseResult(stats, step)
 
-    def g_path_length(self, z: torch.Tensor, c: torch.Tensor, gain: float) -> PhaseResult:
+    def g_path_length(self, z: torch.Tensor, c: torch.Tensor, gain: float, chunk: int = 0) -> PhaseResult:
         fakes, ws = self.generate(z, c, fast=False)
         noise = torch.randn_like(fakes) / np.sqrt(fakes.shape[2] * fakes.shape[3])
         (grads,) = torch.autograd.grad((fakes * noise).sum(), ws, create_graph=True)
         lengths = grads.square().sum(2).mean(1).sqrt()
         # The target keeps its gradient through this batch's mean, as in stylegan2-ada (loss.py); only the
         # stored running value is detached.
-        pl_mean = self.pl_mean.lerp(lengths.mean(), self.cfg.pl_decay)
-        self.pl_mean.copy_(pl_mean.detach())
+        pl_mean = self.pl_mean[chunk].lerp(lengths.mean(), self.cfg.pl_decay)
+        self.pl_mean[chunk].copy_(pl_mean.detach())
         penalty = (lengths - pl_mean).square()
         loss = penalty.mean() * self.cfg.pl_weight
         # Touch the image so every synthesis parameter takes part in the graph, as the official code does.
@@ -163,7 +166,7 @@ class StyleGAN2Loss:
         return PhaseResult(
             {
                 "Loss/Greg/pl_penalty": penalty.detach().mean(),
-                "Loss/Greg/pl_mean": self.pl_mean.detach().clone(),
+                "Loss/Greg/pl_mean": pl_mean.detach().clone(),
             }
         )
 
@@ -341,6 +344,7 @@ class StyleGAN2Objective(Objective):
             lcfg,
             ctx.autocast,
             scale=ctx.scaler.scale if ctx.scaler is not None else None,
+            chunks=ctx.rounds,
         )
         self.draw_c = dataset_label_sampler(ctx.labels, getattr(G, "c_dim", 0), ctx.device)
         self.phases = [_Phase("G", G, self.opt_G, 1)]
@@ -357,7 +361,21 @@ class StyleGAN2Objective(Objective):
         return {"pl_mean": self.loss.pl_mean.detach().cpu()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.loss.pl_mean.copy_(state["pl_mean"])
+        saved = torch.as_tensor(state["pl_mean"]).reshape(-1)
+        own = self.loss.pl_mean
+        if saved.numel() != own.numel():
+            # One mean per process (checkpoints before per-chunk means), or another chunk layout accepted
+            # with --force: every chunk continues from their average.
+            saved = saved.mean().expand(own.numel())
+        own.copy_(saved)
+
+    @classmethod
+    def reshard_states(cls, states: list[dict[str, Any]], world_size: int) -> list[dict[str, Any]] | None:
+        means = torch.cat([torch.as_tensor(state["pl_mean"]).reshape(-1) for state in states])
+        if means.numel() % world_size:
+            return None
+        # rank order, then round order: the global chunk order, which any process count shares
+        return [{"pl_mean": part.clone()} for part in means.chunk(world_size)]
 
     def train_minibatch(self, next_reals: RealSource, info: MinibatchInfo, stats: StatsCollector) -> int:
         reals, labels = next_reals()
@@ -389,21 +407,25 @@ class StyleGAN2Objective(Objective):
         gain = 1.0 / rounds
         results: list[PhaseResult] = []
 
-        def pl_round(weight: float) -> PhaseResult:
+        def pl_round(index: int, weight: float) -> PhaseResult:
+            self.enter_round("Gpl" if phase.name == "G" else phase.name, index, rounds)
             n = max(batch_gpu // lcfg.pl_batch_shrink, 1)
-            return loss.g_path_length(torch.randn(n, z_dim, device=device), draw_c(n), weight)
+            return loss.g_path_length(torch.randn(n, z_dim, device=device), draw_c(n), weight, chunk=index)
 
         if phase.name == "G":
-            for _ in range(rounds):
+            for index in range(rounds):
+                self.enter_round(phase.name, index, rounds)
                 z = torch.randn(batch_gpu, z_dim, device=device)
                 results.append(loss.g_main(z, draw_c(batch_gpu), gain, cur_nimg))
             if self.use_pl and lcfg.pl_interval == 1:
-                results.extend(pl_round(gain) for _ in range(rounds))
+                results.extend(pl_round(index, gain) for index in range(rounds))
         elif phase.name == "Greg":
-            results.extend(pl_round(gain * phase.interval) for _ in range(rounds))
+            results.extend(pl_round(index, gain * phase.interval) for index in range(rounds))
         elif phase.name == "D":
             with_r1 = self.use_r1 and lcfg.r1_interval == 1
-            for real_chunk, c_chunk in zip(reals.split(batch_gpu), real_c.split(batch_gpu), strict=True):
+            chunks = zip(reals.split(batch_gpu), real_c.split(batch_gpu), strict=True)
+            for index, (real_chunk, c_chunk) in enumerate(chunks):
+                self.enter_round(phase.name, index, rounds)
                 z = torch.randn(batch_gpu, z_dim, device=device)
                 results.append(
                     loss.d_main(
@@ -418,7 +440,9 @@ class StyleGAN2Objective(Objective):
                     )
                 )
         elif phase.name == "Dreg":
-            for real_chunk, c_chunk in zip(reals.split(batch_gpu), real_c.split(batch_gpu), strict=True):
+            chunks = zip(reals.split(batch_gpu), real_c.split(batch_gpu), strict=True)
+            for index, (real_chunk, c_chunk) in enumerate(chunks):
+                self.enter_round(phase.name, index, rounds)
                 results.append(loss.d_r1(real_chunk, c_chunk, gain, float(phase.interval), cur_nimg))
         for result in results:
             stats.add(result.stats)
