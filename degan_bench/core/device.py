@@ -1,0 +1,42 @@
+"""``--device`` values: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` (and ``mps`` where torch has it).
+
+One parser for ``run`` and ``eval``, so a typo or a device this machine lacks is a one-line error
+naming the choices instead of torch's traceback.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from degan_bench.errors import DeganError
+
+CHOICES = "auto, cpu, cuda, cuda:N"
+
+
+def parse_device(text: str, option: str = "--device") -> torch.device:
+    """The torch device ``text`` names; ``auto`` is CUDA when visible, else the CPU."""
+    value = text.strip().lower()
+    if value == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(value)
+    except RuntimeError:
+        raise DeganError(f"{option} {text}: not a device", fix=f"use one of {CHOICES}") from None
+    if device.type == "cpu":
+        return device
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeganError(
+                f"{option} {text} was asked for but no CUDA device is visible",
+                fix=f"check `degan-bench doctor`, or use {option} cpu",
+            )
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise DeganError(
+                f"{option} {text}: only {count} CUDA device(s) are visible (cuda:0 .. cuda:{count - 1})",
+                fix="pick a visible device, or check CUDA_VISIBLE_DEVICES",
+            )
+        return device
+    if device.type == "mps" and torch.backends.mps.is_available():
+        return device
+    raise DeganError(f"{option} {text}: degan-bench runs on CPU or CUDA devices", fix=f"use one of {CHOICES}")
