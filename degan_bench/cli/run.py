@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.syntax import Syntax
 
-from degan_bench.cli.app import app, console
+from degan_bench.cli.app import app, console, print_yaml
+from degan_bench.core.exitcodes import ExitCode
 from degan_bench.recipes.loader import resolve_recipe
 from degan_bench.recipes.schema import PRESETS
 
@@ -70,32 +70,56 @@ def run(
             "CIFAR, or a baseline's own)."
         ),
     ] = None,
+    cpu_threads: Annotated[
+        int | None,
+        typer.Option(
+            "--cpu-threads",
+            min=1,
+            help="torch CPU threads (default: performance.cpu_threads, else $OMP_NUM_THREADS, else the "
+            "idle cores, at most 4, on a CPU device). Not part of the recipe hash.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Train METHOD on DATASET with its recipe, evaluate under the recipe's protocols, and record the run.
 
     Example: degan-bench run diffaugment obama-100 --preset short --seed 1
     """
+    from degan_bench.core.device import parse_device
+    from degan_bench.core.threads import apply_cpu_threads, choose_cpu_threads
     from degan_bench.training.runner import default_run_name
 
     resolved = resolve_recipe(method, dataset, preset, set_ or [], backbone=backbone)
+    recipe = resolved.recipe
+    threads = choose_cpu_threads(
+        cpu_threads if cpu_threads is not None else recipe.performance.cpu_threads,
+        parse_device(device, present=not dry_run),
+    )
     if dry_run:
         from degan_bench.paths import runs_dir
 
         target = out or runs_dir() / default_run_name(resolved, seed)
-        console.print(f"# recipe {resolved.source} preset={preset} hash={resolved.hash}", highlight=False)
-        console.print(Syntax(resolved.to_yaml(), "yaml", background_color="default"))
-        recipe = resolved.recipe
+        console.print(
+            f"# recipe {resolved.source} preset={preset} hash={resolved.hash}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        print_yaml(resolved.to_yaml())
         console.print(
             f"run directory: {target}\nseed: {seed}\nbackbone: {resolved.model.arch} ({recipe.loss.kind})\n"
             f"training: {recipe.training.kimg:g} kimg at "
             f"{recipe.data.resolution}px, batch {recipe.training.batch}\nevaluation: "
-            f"{', '.join(recipe.evaluation.protocols) or 'none'}\n(dry run: nothing was written)",
+            f"{', '.join(recipe.evaluation.protocols) or 'none'}\ncpu: {threads.describe()}\n"
+            "(dry run: nothing was written)",
             highlight=False,
+            soft_wrap=True,
         )
         return
     from degan_bench.training.execute import execute_run
 
-    execute_run(
+    apply_cpu_threads(threads)
+    console.print(f"[dim]cpu: {threads.describe()}[/]", highlight=False, soft_wrap=True)
+    result = execute_run(
         resolved,
         seed=seed,
         out=out,
@@ -104,4 +128,7 @@ def run(
         device=device,
         max_seconds=None if max_minutes is None else max_minutes * 60,
         evaluate=not no_eval,
+        console=console,
     )
+    if result is not None and result.status == "diverged":
+        raise typer.Exit(int(ExitCode.FAILED))

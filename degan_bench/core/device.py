@@ -13,8 +13,9 @@ from degan_bench.errors import DeganError
 CHOICES = "auto, cpu, cuda, cuda:N"
 
 
-def parse_device(text: str, option: str = "--device") -> torch.device:
-    """The torch device ``text`` names; ``auto`` is CUDA when visible, else the CPU."""
+def parse_device(text: str, option: str = "--device", *, present: bool = True) -> torch.device:
+    """The torch device ``text`` names; ``auto`` is CUDA when visible, else the CPU. ``present=False``
+    checks the spelling only (a dry run on a login node may name the GPU of the compute node)."""
     value = text.strip().lower()
     if value == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -22,7 +23,7 @@ def parse_device(text: str, option: str = "--device") -> torch.device:
         device = torch.device(value)
     except RuntimeError:
         raise DeganError(f"{option} {text}: not a device", fix=f"use one of {CHOICES}") from None
-    if device.type == "cpu":
+    if device.type == "cpu" or (not present and device.type in ("cuda", "mps")):
         return device
     if device.type == "cuda":
         if not torch.cuda.is_available():

@@ -51,7 +51,7 @@ from degan_bench.paths import recipes_dir
 from degan_bench.recipes.loader import ResolvedRecipe, expected_recipe_path, read_yaml, resolve_recipe
 from degan_bench.recipes.schema import PRESETS
 from degan_bench.results import reported as rep
-from degan_bench.results.store import StoredRun, pick_record
+from degan_bench.results.store import FAILED_STATUSES, StoredRun, pick_record
 from degan_bench.schema import did_you_mean, from_dict
 
 Checkpoint = Literal["last", "best"]
@@ -447,7 +447,7 @@ def _aggregate(group: pd.DataFrame) -> dict[str, Any]:
         "standin_values": [float(v) for v in standin["value"]],
         "n_pending": int(complete["record_state"].isin(["pending", "missing"]).sum()),
         "n_incomplete": int(group["status"].isin(["running", "stopped"]).sum()),
-        "n_failed": int((group["status"] == "failed").sum()),
+        "n_failed": int(group["status"].isin(FAILED_STATUSES).sum()),  # failed or diverged
         "n_unreadable": int((group["status"] == "unreadable").sum()),
         "gpu_hours": float(group["gpu_hours"].sum()),
         "cpu_hours": float(group["cpu_hours"].sum()),

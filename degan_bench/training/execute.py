@@ -5,15 +5,18 @@ Shared by ``degan-bench run`` and the sweep dispatcher, so both behave identical
 
 from __future__ import annotations
 
+import shutil
 import traceback
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
-from degan_bench.core.checkpoint import load_checkpoint
+from degan_bench.core.checkpoint import clean_temp_files, list_checkpoints, load_checkpoint
 from degan_bench.core.distributed import ProcessGroup, init_from_env
+from degan_bench.core.fileio import DiskFullError, is_disk_full
 from degan_bench.core.rundir import RunDir
+from degan_bench.errors import DeganError
 from degan_bench.recipes.loader import ResolvedRecipe
 from degan_bench.training.loop import TrainingSetup, TrainResult, train
 from degan_bench.training.runner import RunPlan, plan_run, select_device
@@ -49,6 +52,41 @@ def share_plan(plan: RunPlan | None, process: ProcessGroup) -> RunPlan:
     return RunPlan(run=RunDir(path), resume_payload=payload, already_complete=complete, forced=forced)
 
 
+def _never_started(plan: RunPlan) -> bool:
+    """A directory this plan created that holds no training yet (no tick, no checkpoint)."""
+    run = plan.run
+    return plan.created and not run.stats_path.exists() and not list_checkpoints(run.path)
+
+
+def _discard(plan: RunPlan) -> None:
+    """Remove the directory of a run that did not start, so the same command can simply be run again
+    (instead of finding an empty run that asks for --resume auto)."""
+    shutil.rmtree(plan.run.path, ignore_errors=True)
+
+
+def _record_end(plan: RunPlan, err: BaseException) -> BaseException:
+    """``run.json`` after an exception: ``stopped`` for an interrupt or a full disk (resumable),
+    ``failed`` otherwise. Returns the error to raise (a full disk becomes one line)."""
+    run = plan.run
+    disk_full = err if isinstance(err, DiskFullError) else None
+    if disk_full is None and is_disk_full(err):
+        disk_full = DiskFullError(Path(getattr(err, "filename", None) or run.path / "?"))
+    clean_temp_files(run)  # a partial checkpoint must not keep the disk full
+    try:
+        info = run.read_info()
+        if disk_full is not None:
+            info.status, info.status_detail = "stopped", f"disk full: {disk_full}"
+        elif isinstance(err, KeyboardInterrupt):
+            info.status = "stopped"
+        else:
+            info.status, info.status_detail = "failed", f"{type(err).__name__}: {err}"[:300]
+        run.write_info(info)
+        run.log(f"{info.status}: {type(err).__name__}: {err}\n{traceback.format_exc()}")
+    except (OSError, DeganError):  # the disk may still be full: the error itself matters more
+        pass
+    return disk_full if disk_full is not None else err
+
+
 def execute_run(
     resolved: ResolvedRecipe,
     *,
@@ -82,7 +120,12 @@ def execute_run(
     if process.is_main:
         plan = plan_run(resolved, seed, out=out, resume=resume, force=force)
         if not plan.already_complete:
-            ensure_prepared(recipe.dataset, recipe.data.resolution)
+            try:
+                ensure_prepared(recipe.dataset, recipe.data.resolution)
+            except BaseException:
+                if _never_started(plan):
+                    _discard(plan)
+                raise
     plan = share_plan(plan, process)
     if process.is_main and plan.notice:
         console.print(f"[yellow]note[/]: {plan.notice}", highlight=False, soft_wrap=True)
@@ -93,7 +136,12 @@ def execute_run(
                 highlight=False,
             )
         return None
-    dataset = load_prepared(recipe.dataset, recipe.data.resolution, "train", recipe.data.subset_rule)
+    try:
+        dataset = load_prepared(recipe.dataset, recipe.data.resolution, "train", recipe.data.subset_rule)
+    except BaseException:
+        if process.is_main and _never_started(plan):
+            _discard(plan)
+        raise
     if evaluate and evaluator is None:
         evaluator = load_evaluator()
     setup = TrainingSetup(
@@ -114,15 +162,25 @@ def execute_run(
     try:
         result = train(setup)
     except BaseException as err:
-        if process.is_main:
-            info = plan.run.read_info()
-            info.status = "failed" if not isinstance(err, KeyboardInterrupt) else "stopped"
-            plan.run.write_info(info)
-            plan.run.log(f"{info.status}: {type(err).__name__}: {err}\n{traceback.format_exc()}")
-        raise
+        if not process.is_main:
+            raise
+        if isinstance(err, DeganError) and _never_started(plan):
+            _discard(plan)  # bad input found while building the run: nothing was trained
+            raise
+        raised = _record_end(plan, err)
+        if raised is err:
+            raise
+        raise raised from None
     if process.is_main:
         if result.status == "complete":
             console.print(f"[bold green]complete[/]: {plan.run.path}", highlight=False, soft_wrap=True)
+        elif result.status == "diverged":
+            console.print(
+                f"[bold red]diverged[/]: {result.detail} ({plan.run.path}) -> lower the learning rates "
+                "(training.g_lr / d_lr) or check the recipe's --set overrides, then start a new run",
+                highlight=False,
+                soft_wrap=True,
+            )
         else:
             console.print(
                 f"[yellow]stopped[/] at kimg {result.cur_nimg / 1000:.3f}: continue with "
