@@ -229,7 +229,21 @@ class RunDir:
 
     # recipe
     def read_recipe_dict(self) -> dict[str, Any]:
-        return yaml.safe_load(self.recipe_path.read_text(encoding="utf-8"))
+        """``recipe.yaml``; a :class:`RunFileError` (one line) when it is missing or not a YAML mapping."""
+        try:
+            data = yaml.safe_load(self.recipe_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise RunFileError(
+                f"{self.recipe_path} does not exist", fix="restore it, or delete the run"
+            ) from None
+        except yaml.YAMLError as err:
+            raise RunFileError(
+                f"{self.recipe_path} is not valid YAML ({type(err).__name__})",
+                fix="restore it, or delete the run",
+            ) from None
+        if not isinstance(data, dict):
+            raise RunFileError(f"{self.recipe_path} is not a mapping of recipe keys")
+        return data
 
     def write_recipe_dict(self, data: dict[str, Any]) -> None:
         atomic_write_text(self.recipe_path, yaml.safe_dump(data, sort_keys=False))

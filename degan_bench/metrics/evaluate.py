@@ -514,8 +514,8 @@ def _read_rgb(path: Path) -> np.ndarray:
             return np.asarray(image.convert("RGB"))
     except (OSError, ValueError, SyntaxError) as err:  # PIL's errors for corrupt or truncated files
         raise DataError(
-            f"{path}: cannot decode the image ({type(err).__name__}: {str(err).strip()[:120]})",
-            fix="replace or delete the file, then run again",
+            f"{path}: cannot decode the image ({type(err).__name__})",
+            fix="the file is corrupt or not an image: replace or delete it, then run again",
         ) from None
 
 

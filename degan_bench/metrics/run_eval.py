@@ -85,6 +85,7 @@ def evaluate_run(
         raise ResumeError(
             f"{run.path} is not a run directory (no run.json)", fix="pass a directory under runs/"
         )
+    run.read_info()  # a run.json of the wrong shape is a one-line error here, not a traceback later
     available = list_checkpoints(run.path)
     eval_device = default_device(device)
 

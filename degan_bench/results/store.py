@@ -133,8 +133,9 @@ class StoredRun:
         return self.info.device if self.info else "?"
 
     def stats(self) -> list[dict[str, Any]]:
+        """``stats.jsonl`` (nothing for an unreadable run: what it holds cannot be trusted)."""
         if self.stats_records is None:
-            self.stats_records = read_jsonl(self.path / "stats.jsonl")
+            self.stats_records = [] if self.status == "unreadable" else read_jsonl(self.path / "stats.jsonl")
         return self.stats_records
 
 
@@ -170,7 +171,7 @@ def load_run(path: Path) -> StoredRun:
         return StoredRun(path, "unreadable", problem=f"run.json cannot be read ({type(err).__name__}: {err})")
     try:
         recipe = run.read_recipe_dict()
-    except (OSError, yaml.YAMLError) as err:
+    except (OSError, ValueError, yaml.YAMLError) as err:
         return StoredRun(
             path, "unreadable", info=info, problem=f"recipe.yaml cannot be read ({type(err).__name__})"
         )
@@ -200,6 +201,7 @@ def load_run(path: Path) -> StoredRun:
             info=info,
             metrics=metrics,
             problem="recipe.yaml does not hash to run.json's recipe_hash (edited by hand?)",
+            stats_records=stats,
         )
     status = info.status if info.status in STORE_STATUSES else "unreadable"
     problem = None if status != "unreadable" else f"unknown status {info.status!r} in run.json"
