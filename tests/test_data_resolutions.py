@@ -41,6 +41,8 @@ def test_other_resolutions_come_from_the_remembered_source_then_from_the_prepare
     assert from_source.manifest["source"]["path"] == str(obama_copy.resolve())
     expected = np.asarray(Image.open(obama_copy / "7.jpg").resize((32, 32), Image.Resampling.BOX))
     assert np.array_equal(from_source.images[7], expected)
+    prepare_dataset("obama-100", progress=False, force=True)  # --force without --from: the same folder
+    assert load_prepared("obama-100", 256).manifest["source"]["kind"] == "local"
 
     # The source folder is gone: 32 px is derived from the prepared 256 px images (box, same pixels).
     shutil.rmtree(dataset_dir("obama-100", 32))

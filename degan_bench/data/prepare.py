@@ -713,7 +713,7 @@ def _prepared_origin(base: DatasetSpec, resolution: int) -> tuple[str, Path] | N
     for res in sorted(_prepared_resolutions(base), reverse=True):
         directory = dataset_dir(base.name, res)
         manifest = read_manifest(directory / base.splits[0])
-        if manifest is not None and res != resolution:
+        if manifest is not None:  # the same resolution too: `--force` re-prepares from its source
             prepared.append((res, directory, manifest))
     for _res, _directory, manifest in prepared:
         source = manifest.get("source") or {}
