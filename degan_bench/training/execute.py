@@ -75,7 +75,7 @@ def _record_end(plan: RunPlan, err: BaseException) -> BaseException:
     try:
         info = run.read_info()
         if disk_full is not None:
-            info.status, info.status_detail = "stopped", f"disk full: {disk_full}"
+            info.status, info.status_detail = "stopped", disk_full.problem  # "disk full writing ..."
         elif isinstance(err, KeyboardInterrupt):
             info.status = "stopped"
         else:
