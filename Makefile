@@ -35,6 +35,7 @@ bench: install  ## training and evaluation throughput (see benchmarks/); BENCH_D
 	$(PY) benchmarks/bench_train.py diffaugment cifar10-10pct --device $(BENCH_DEVICE) --json runs/bench-train-biggan.json
 	$(PY) benchmarks/bench_train.py diffaugment cifar10-10pct --backbone stylegan2 --device $(BENCH_DEVICE) --json runs/bench-train-stylegan2-cifar.json
 	$(PY) benchmarks/bench_metrics.py --device $(BENCH_DEVICE)
+	$(PY) benchmarks/bench_train.py stylegan2 shapes-100 --preset smoke --device cpu --threads auto,1,2,default --minibatches 20 --warmup 2 --json runs/bench-cpu-threads.json
 
 table: install  ## rebuild every leaderboard in results/leaderboards/ from the run store (TABLE_ARGS="--runs DIR ...")
 	$(VENV)/bin/degan-bench table --all $(TABLE_ARGS)

@@ -3,10 +3,17 @@
     PYTHONPATH=. python benchmarks/bench_train.py          # stylegan2 obama-100 (256 px, paper recipe)
     PYTHONPATH=. python benchmarks/bench_train.py diffaugment obama-100 --device cuda --minibatches 60
     PYTHONPATH=. python benchmarks/bench_train.py ada ffhq-2k --set performance.amp=bf16 --json out.json
+    PYTHONPATH=. python benchmarks/bench_train.py stylegan2 shapes-100 --preset smoke --device cpu \
+        --threads auto,1,2,default
 
 The real images are replaced by seeded random ones of the recipe's resolution (the loop's cost does
 not depend on their content), so no dataset has to be prepared. The first ``--warmup`` minibatches
 (cuDNN autotuning, allocator growth, compilation) are excluded from the timing. No evaluation.
+
+``--threads auto,1,2,default`` repeats the measurement with each torch CPU thread count (``auto`` is what
+``degan-bench run`` picks, :func:`degan_bench.core.threads.choose_cpu_threads`, measured first so the
+benchmark's own load does not sway it; ``default`` is torch's own choice, one thread per core), one after
+the other in this process, and prints img/s per count: the numbers behind ``performance.cpu_threads``.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import numpy as np
 import torch
 from rich.console import Console
 
+from degan_bench.core.threads import choose_cpu_threads
 from degan_bench.data.store import PreparedDataset
 from degan_bench.recipes.loader import resolve_recipe
 from degan_bench.training.loop import TrainingSetup, train
@@ -45,6 +53,11 @@ def main() -> None:
         "--warmup", type=int, default=None, help="untimed minibatches (default: 10 GPU, 1 CPU)"
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the result here")
+    parser.add_argument(
+        "--threads",
+        default=None,
+        help="comma-separated torch CPU thread counts to measure one after the other, e.g. 1,2,auto",
+    )
     args = parser.parse_args()
 
     device = select_device(args.device)
@@ -78,6 +91,40 @@ def main() -> None:
     c_dim = getattr(resolved.model, "c_dim", 0)
     labels = np.arange(len(images)) % c_dim if c_dim else None
     dataset = PreparedDataset(name=args.dataset, split="train", images=images, labels=labels)
+    counts = [None] if args.threads is None else [c.strip() for c in args.threads.split(",") if c.strip()]
+    torch_default = torch.get_num_threads()
+    reports = []
+    for count in counts:
+        if count == "default":
+            torch.set_num_threads(torch_default)
+            threads_label = f"default: {torch_default} (torch's own choice)"
+        elif count is not None:
+            choice = choose_cpu_threads(None if count == "auto" else int(count), device)
+            if choice.threads is not None:
+                torch.set_num_threads(choice.threads)
+            threads_label = f"auto: {choice.describe()}" if count == "auto" else choice.describe()
+        else:
+            threads_label = f"{torch.get_num_threads()} (as started)"
+        report = measure(args, base, resolved, dataset, device, warmup, timed, batch)
+        report["threads"] = threads_label
+        reports.append(report)
+        width = max(len(k) for k in report)
+        for key, value in report.items():
+            shown = f"{value:.3f}" if isinstance(value, float) else value
+            print(f"{key:<{width}}  {shown}")
+        print()
+    if len(reports) > 1:
+        print("threads: " + " | ".join(f"{r['threads']}: {r['img_per_sec']:.1f} img/s" for r in reports))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        payload = reports[0] if len(reports) == 1 else reports
+        args.json.write_text(json.dumps(payload, indent=2) + "\n")
+
+
+def measure(args, base, resolved, dataset, device, warmup, timed, batch):  # type: ignore[no-untyped-def]
+    """One timed training run; the report of img/s, sec/kimg and memory."""
+    cuda = device.type == "cuda"
+    resolution = resolved.recipe.data.resolution
     console = Console(quiet=True)
     with tempfile.TemporaryDirectory() as tmp:
         plan = plan_run(resolved, 0, out=Path(tmp) / "run")
@@ -126,12 +173,7 @@ def main() -> None:
     }
     report["recipe_kimg"] = base.recipe.training.kimg
     report["estimated_hours_for_recipe_kimg"] = report["sec_per_kimg"] * base.recipe.training.kimg / 3600
-    width = max(len(k) for k in report)
-    for key, value in report.items():
-        shown = f"{value:.3f}" if isinstance(value, float) else value
-        print(f"{key:<{width}}  {shown}")
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return report
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ and rejects, with a one-line :class:`~degan_bench.errors.RecipeError` naming the
 
 - unknown keys (with a "did you mean"),
 - values of the wrong type (``bool`` is never accepted as a number, ``int`` is accepted as ``float``),
-- values outside ``min``/``max`` or not among ``Literal`` choices,
+- values outside ``min``/``max`` or not among ``Literal`` choices, and non-finite numbers (``.nan``,
+  ``.inf``: no setting means them, and they pass every range check),
 - missing required keys,
 - cross-field problems reported by an optional ``check()`` method raising ``ValueError``.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -152,6 +154,8 @@ def _convert(value: Any, tp: Any, path: str, source: str | None) -> Any:
 def _check_range(value: Any, meta: Mapping[str, Any], path: str, source: str | None) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return
+    if not math.isfinite(value):
+        raise _fail(source, path, f"{value!r} is not a finite number", "give a finite value")
     lo, hi = meta.get("min"), meta.get("max")
     if lo is not None and hi is not None:
         allowed = f"use a value in [{lo}, {hi}]"

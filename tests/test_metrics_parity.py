@@ -19,6 +19,7 @@ from cleanfid.inception_torchscript import InceptionV3W
 from metrics_support import FakeData, install_fake_data, smooth_images, write_pngs
 
 from degan_bench.metrics.evaluate import evaluate_images, evaluate_images_many
+from degan_bench.metrics.standin import write_standin_torchscript
 
 standins = metrics_support.standins
 declared_standins = metrics_support.declared_standins
@@ -131,7 +132,9 @@ def test_real_input_size_and_weights_path_argument_match_torch_fidelity(image_se
 
 
 @pytest.mark.slow  # clean-fid's scipy sqrtm of a singular 2048x2048 product runs twice: ~20 s on 2 cores
-def test_clean_fid_matches_clean_fid(image_sets, data, declared_standins):
+def test_clean_fid_matches_clean_fid(image_sets, data, declared_standins, tmp_path):
+    """Ours runs the declared stand-in state dict (never TorchScript); clean-fid runs its own wrapper on a
+    TorchScript file of the same seeded network, as it would NVIDIA's."""
     data.splits[("tiny", "train")] = image_sets["reference"][:6]
     ours = evaluate_images(
         image_sets["generated_dir_clean"],
@@ -141,7 +144,8 @@ def test_clean_fid_matches_clean_fid(image_sets, data, declared_standins):
         device="cpu",
         batch_size=4,
     )
-    model = InceptionV3W(str(declared_standins.folder), download=False, resize_inside=False)
+    write_standin_torchscript(tmp_path / "inception-2015-12-05.pt", seed=0)
+    model = InceptionV3W(str(tmp_path), download=False, resize_inside=False)
     theirs = cleanfid.compute_fid(
         str(image_sets["generated_dir_clean"]),
         str(image_sets["reference_dir_clean"]),

@@ -15,6 +15,7 @@ import metrics_support
 import pytest
 from metrics_support import FakeData, TinyGenerator, install_fake_data, smooth_images, write_pngs
 
+import degan_bench.cli.commands  # noqa: F401  (registers the commands before a test fakes the data package)
 from degan_bench.cli import main
 from degan_bench.core.rundir import RunDir, RunInfo
 from degan_bench.errors import ResumeError, WeightsError

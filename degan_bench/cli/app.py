@@ -14,8 +14,32 @@ from degan_bench import __version__
 from degan_bench.errors import DeganError
 from degan_bench.paths import DATA_ENV, RUNS_ENV
 
-console = Console()
-err_console = Console(stderr=True)
+#: the width of tables when output goes to a pipe or file (terminals use their own width)
+PIPED_WIDTH = 400
+
+
+def make_console(*, stderr: bool = False) -> Console:
+    """A console that prints whole lines when piped: off a terminal rich would wrap and crop at 80
+    columns (``recipes show | less``, logs of ``run --dry-run``). ``COLUMNS`` still wins when set."""
+    console = Console(stderr=stderr)
+    if console.is_terminal or os.environ.get("COLUMNS", "").isdigit():
+        return console
+    return Console(stderr=stderr, width=PIPED_WIDTH, soft_wrap=True)
+
+
+def print_yaml(text: str, target: Console | None = None) -> None:
+    """YAML highlighted on a terminal (long lines wrap), verbatim when piped (nothing cut)."""
+    from rich.syntax import Syntax
+
+    target = target or console
+    if target.is_terminal:
+        target.print(Syntax(text, "yaml", background_color="default", word_wrap=True))
+    else:
+        target.print(text.rstrip("\n"), markup=False, highlight=False, soft_wrap=True)
+
+
+console = make_console()
+err_console = make_console(stderr=True)
 
 app = typer.Typer(
     name="degan-bench",

@@ -150,6 +150,7 @@ def eval_command(
         seed=seed,
         n_gen=n_gen,
         log=log,
+        progress=True,
     )
     if run_dir is not None:
         records = evaluate_run(run_dir, protocols=protocol, checkpoint=checkpoint, **common)

@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.syntax import Syntax
 from rich.table import Table
 
-from degan_bench.cli.app import app, console
+from degan_bench.cli.app import app, console, print_yaml
 from degan_bench.errors import DeganError, RecipeError
 from degan_bench.recipes.loader import list_recipes, resolve_file, resolve_recipe
 from degan_bench.recipes.schema import PRESETS
@@ -64,8 +63,10 @@ def show_command(
 ) -> None:
     """Print the fully resolved recipe (extends + preset + --set) and its hash."""
     resolved = resolve_recipe(method, dataset, preset, set_ or [], backbone=backbone)
-    console.print(f"# {resolved.source}  preset={preset}  hash={resolved.hash}", highlight=False)
-    console.print(Syntax(resolved.to_yaml(), "yaml", background_color="default"))
+    console.print(
+        f"# {resolved.source}  preset={preset}  hash={resolved.hash}", highlight=False, soft_wrap=True
+    )
+    print_yaml(resolved.to_yaml())
 
 
 def support_table_markdown() -> str:

@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.syntax import Syntax
 
-from degan_bench.cli.app import app, console
+from degan_bench.cli.app import app, console, print_yaml
 from degan_bench.core import launch
 from degan_bench.core.exitcodes import ExitCode
 from degan_bench.recipes.loader import resolve_recipe
@@ -119,6 +118,16 @@ def run(
             help="Rendezvous id shared by the nodes (default $SLURM_JOB_ID).", rich_help_panel="Several GPUs"
         ),
     ] = None,
+    cpu_threads: Annotated[
+        int | None,
+        typer.Option(
+            "--cpu-threads",
+            min=1,
+            help="torch CPU threads (default: performance.cpu_threads, else $OMP_NUM_THREADS, else the "
+            "idle cores, at most 4, on a CPU device). Not part of the recipe hash.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Train METHOD on DATASET with its recipe, evaluate under the recipe's protocols, and record the run.
 
@@ -129,6 +138,8 @@ def run(
 
     Example: degan-bench run diffaugment obama-100 --preset short --seed 1
     """
+    from degan_bench.core.device import parse_device
+    from degan_bench.core.threads import apply_cpu_threads, choose_cpu_threads
     from degan_bench.training.runner import default_run_name
 
     resolved = resolve_recipe(method, dataset, preset, set_ or [], backbone=backbone)
@@ -136,13 +147,21 @@ def run(
         gpus=gpus, nnodes=nnodes, node_rank=node_rank, rdzv_endpoint=rdzv_endpoint, rdzv_id=rdzv_id,
         device=device, resources=resolved.recipe.resources, check_devices=not dry_run,
     )  # fmt: skip
+    recipe = resolved.recipe
+    threads = choose_cpu_threads(
+        cpu_threads if cpu_threads is not None else recipe.performance.cpu_threads,
+        parse_device(device, present=not dry_run),
+    )
     if dry_run:
         from degan_bench.paths import runs_dir
 
         target = out or runs_dir() / default_run_name(resolved, seed)
-        console.print(f"# recipe {resolved.source} preset={preset} hash={resolved.hash}", highlight=False)
-        console.print(Syntax(resolved.to_yaml(), "yaml", background_color="default"))
-        recipe = resolved.recipe
+        console.print(
+            f"# recipe {resolved.source} preset={preset} hash={resolved.hash}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        print_yaml(resolved.to_yaml())
         console.print(
             f"run directory: {target}\nseed: {seed}\nbackbone: {resolved.model.arch} ({recipe.loss.kind})\n"
             f"training: {recipe.training.kimg:g} kimg at "
@@ -152,14 +171,18 @@ def run(
             f"{recipe.resources.gpus} GPU{'s' if recipe.resources.gpus > 1 else ''}"
             f"{f' on {recipe.resources.nodes} nodes' if recipe.resources.nodes > 1 else ''}"
             f"{f', from {recipe.resources.source}' if recipe.resources.source else ''})\n"
+            f"cpu: {threads.describe()}\n"
             "(dry run: nothing was written)",
             highlight=False,
+            soft_wrap=True,
         )
         return
     if processes is not None:
         raise typer.Exit(launch.launch(processes, launch.command_line_args()))
     from degan_bench.training.execute import execute_run
 
+    apply_cpu_threads(threads)
+    console.print(f"[dim]cpu: {threads.describe()}[/]", highlight=False, soft_wrap=True)
     with launch.worker_exit_report():
         result = execute_run(
             resolved,
@@ -170,7 +193,10 @@ def run(
             device=device,
             max_seconds=None if max_minutes is None else max_minutes * 60,
             evaluate=not no_eval,
+            console=console,
         )
+        if result is not None and result.status == "diverged":
+            raise typer.Exit(int(ExitCode.FAILED))
         if result is not None and result.status != "complete":
             if os.environ.get("TORCHELASTIC_RUN_ID") and not os.environ.get(launch.STATUS_DIR_ENV):
                 # Under a hand-written torchrun any non-zero exit fails the whole group: exit 0 and let

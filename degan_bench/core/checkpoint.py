@@ -4,7 +4,10 @@ A checkpoint (``checkpoints/ckpt-<cur_nimg:010d>.pt``) holds G, D, G_ema, both o
 method's modules/optimizers/state, the loss state (path-length mean), the progress counters, the
 data sampler position and every RNG state (python, numpy, torch CPU, CUDA). Files are written to a
 temporary name, fsync'ed and renamed, so a process killed mid-write leaves the previous checkpoint
-intact; only the newest ``keep`` are kept, plus ``best.pt``.
+intact; only the newest ``keep`` are kept, plus ``best.pt``. A failed write (a full disk) removes its
+temporary file; temporary files left by processes that were killed are removed when a run starts
+(:func:`clean_temp_files`). A checkpoint whose G, D or G_ema holds a NaN or an infinity is never
+written (:func:`nonfinite_weights`): the loop stops a diverged run before, this is the last guard.
 
 Checkpoints are loaded with ``torch.load(weights_only=True)``: they contain only tensors and plain
 Python data, so opening one never executes code.
@@ -30,6 +33,10 @@ from degan_bench.errors import ResumeError
 FORMAT_VERSION = 1
 CKPT_RE = re.compile(r"^ckpt-(\d{10})\.pt$")
 BEST_NAME = "best.pt"
+#: temporary files of atomic writes (core.fileio.temp_path): ``.<name>.tmp-<pid>``
+TEMP_RE = re.compile(r"^\..+\.tmp-(\d+)$")
+#: the networks a checkpoint must hold finite (the optimizers' moments follow from them)
+CHECKED_NETWORKS = ("G", "D", "G_ema")
 
 
 def checkpoint_name(cur_nimg: int) -> str:
@@ -79,8 +86,30 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 
 
 # -- files -------------------------------------------------------------------------------------
+def nonfinite_weights(payload: dict[str, Any]) -> list[str]:
+    """``G.mapping.fc0.weight``-style names of the tensors of G, D and G_ema with a NaN or infinity."""
+    bad = []
+    for network in CHECKED_NETWORKS:
+        for name, tensor in (payload.get(network) or {}).items():
+            if (
+                isinstance(tensor, torch.Tensor)
+                and tensor.is_floating_point()
+                and not bool(torch.isfinite(tensor).all())
+            ):
+                bad.append(f"{network}.{name}")
+    return bad
+
+
 def save_checkpoint(run: RunDir, payload: dict[str, Any], keep: int) -> Path:
-    """Write ``payload`` atomically as the checkpoint of ``payload['cur_nimg']``; prune old ones."""
+    """Write ``payload`` atomically as the checkpoint of ``payload['cur_nimg']``; prune old ones.
+    Refuses (ValueError) weights that are not finite: a diverged state is never kept."""
+    bad = nonfinite_weights(payload)
+    if bad:
+        raise ValueError(
+            f"refusing to write a checkpoint with non-finite weights at kimg {payload['cur_nimg'] / 1000:g}: "
+            + ", ".join(bad[:3])
+            + (" ..." if len(bad) > 3 else "")
+        )
     payload = {"format": FORMAT_VERSION, **payload}
     buffer = io.BytesIO()
     torch.save(payload, buffer)
@@ -102,6 +131,35 @@ def mark_best(run: RunDir, checkpoint: Path) -> Path:
         atomic_write_bytes(tmp, checkpoint.read_bytes())
     os.replace(tmp, best)
     return best
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+def clean_temp_files(run: RunDir) -> list[Path]:
+    """Remove the temporary files of atomic writes (checkpoints, ``run.json``) whose writer is gone --
+    a process killed during a write leaves a partial file of up to a checkpoint's size. Called when a
+    run starts; one writer per run directory is assumed (the run lease)."""
+    removed = []
+    for directory in (run.path, run.checkpoint_dir):
+        if not directory.is_dir():
+            continue
+        for path in directory.iterdir():
+            match = TEMP_RE.match(path.name)
+            if match is None or not path.is_file():
+                continue
+            pid = int(match.group(1))
+            if pid == os.getpid() or not _pid_alive(pid):
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
 
 
 def _numbered(directory: Path) -> list[tuple[int, Path]]:

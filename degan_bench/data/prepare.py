@@ -17,10 +17,19 @@ Preparation (:func:`prepare_dataset`):
    side is an integer multiple of the target (an exact block average, as stylegan2-ada-pytorch's FFHQ
    256 recipe ``--resize-filter=box``), PIL LANCZOS otherwise; datasets whose official pipeline uses
    Lanczos for everything (AnimalFace: DiffAugment's ``PIL.Image.ANTIALIAS``) always use Lanczos. The
-   manifest records the policy and how many images each filter touched.
+   manifest records the policy, how many images each filter touched and the source sizes (a folder of
+   mixed sizes is reported in one line). An image smaller than the requested resolution is refused,
+   naming the file: upscaling would invent detail.
 5. All splits are written into ``<data root>/<name>/.tmp-<resolution>-<random>/`` and renamed to
    ``<resolution>/`` at the end; an interrupted run leaves only the temporary directory, which the next
    run removes once its owner process is gone. Preparing again is a no-op unless ``force``.
+
+Another resolution of a dataset already prepared here (``run`` at a preset's 32 px after ``data prepare
+obama-100 --from FOLDER`` at 256) is made without asking for the source again, in this order: from the
+local ``--from`` source that an earlier preparation recorded in its manifest, when it still exists; else
+derived from the highest prepared resolution above the requested one (its images resized with the same
+filter policy; the manifest says ``kind: derived`` and keeps the original source); else as usual
+(download, or the error saying where to put the archive).
 """
 
 from __future__ import annotations
@@ -453,11 +462,21 @@ def resize_image(image: Image.Image, resolution: int, policy: str) -> tuple[np.n
 
 
 def _process(item_name: str, raw: bytes | np.ndarray, resolution: int, policy: str, center_crop: bool):
+    """(uint8 HWC at ``resolution``, filter used, source side)."""
     if isinstance(raw, np.ndarray):
         image = Image.fromarray(raw, "RGB")
     else:
         image = decode_image(item_name, raw, center_crop)
-    return resize_image(image, resolution, policy)
+    side = image.size[0]
+    if side < resolution:
+        below = 1 << (side.bit_length() - 1)
+        raise DataError(
+            f"{item_name}: image is {side}x{side}, smaller than the {resolution} px being prepared "
+            "(upscaling would invent detail)",
+            fix=f"replace or delete it, or prepare at --resolution {below} or lower",
+        )
+    array, used = resize_image(image, resolution, policy)
+    return array, used, side
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -607,6 +626,7 @@ def _write_split(
     bar: Progress,
     label: str,
     file_digests: list[str],
+    sizes: dict[int, int],
 ) -> dict[str, int]:
     used = {"none": 0, "box": 0, "lanczos": 0}
     task = bar.add_task(label, total=len(items))
@@ -620,9 +640,10 @@ def _write_split(
                 lambda pair: _process(pair[0].name, pair[1], resolution, policy, center_crop),
                 zip(chunk, raws, strict=True),
             )
-            for item, (array, filter_used) in zip(chunk, results, strict=True):
+            for item, (array, filter_used, side) in zip(chunk, results, strict=True):
                 writer.add(array, item.label)
                 used[filter_used] += 1
+                sizes[side] = sizes.get(side, 0) + 1
             bar.advance(task, len(chunk))
     return used
 
@@ -659,9 +680,84 @@ def prepare_dataset(
         )
         info: dict[str, Any] = {"kind": "embedded", "generator": "degan_bench.data.shapes.generate_shapes"}
         return _write_dataset(spec, base, collected, info, resolution, target, progress, force, center_crop)
+    if source is None:
+        origin = _prepared_origin(base, resolution)
+        if origin is not None and origin[0] == "source":
+            _err_console.print(
+                f"{base.name}: preparing {resolution} px from {origin[1]} (the --from source of an "
+                "earlier preparation)",
+                highlight=False,
+                soft_wrap=True,
+            )
+            source = origin[1]
+        elif origin is not None:
+            _err_console.print(
+                f"{base.name}: deriving {resolution} px from the prepared {origin[1].name} px images",
+                highlight=False,
+                soft_wrap=True,
+            )
+            collected, info = _derived(base, origin[1])
+            return _write_dataset(
+                spec, base, collected, info, resolution, target, progress, force, center_crop
+            )
     with _open_source(spec, base, source, resolution, progress) as (archive, info):
         collected = _collect(base, archive)
         return _write_dataset(spec, base, collected, info, resolution, target, progress, force, center_crop)
+
+
+def _prepared_origin(base: DatasetSpec, resolution: int) -> tuple[str, Path] | None:
+    """Where another resolution can come from without the user's help (see the module docstring):
+    ``("source", recorded local --from path)``, else ``("prepared", directory of the highest prepared
+    resolution above resolution)``, else None."""
+    prepared: list[tuple[int, Path, dict[str, Any]]] = []
+    for res in sorted(_prepared_resolutions(base), reverse=True):
+        directory = dataset_dir(base.name, res)
+        manifest = read_manifest(directory / base.splits[0])
+        if manifest is not None:  # the same resolution too: `--force` re-prepares from its source
+            prepared.append((res, directory, manifest))
+    for _res, _directory, manifest in prepared:
+        source = manifest.get("source") or {}
+        if source.get("kind") == "derived":
+            source = source.get("original") or {}
+        if source.get("kind") == "local" and source.get("path") and Path(source["path"]).exists():
+            return "source", Path(source["path"])
+    larger = [directory for res, directory, _manifest in prepared if res > resolution]
+    return ("prepared", larger[0]) if larger else None
+
+
+def _derived(base: DatasetSpec, directory: Path) -> tuple[_Collected, dict[str, Any]]:
+    """The images of every split of a prepared resolution, as items to resize (same order, labels)."""
+    splits: dict[str, list[_Item]] = {}
+    hashes: dict[str, str] = {}
+    original: dict[str, Any] = {}
+    lossy = False
+    order = "natural-file-names"
+    for split in base.splits:
+        manifest = read_manifest(directory / split)
+        assert manifest is not None  # _prepared_resolutions found every split
+        data = load_split(directory / split, base.name, split, manifest)
+        names = manifest.get("files") or [f"{split}[{i}]" for i in range(len(data))]
+        labels = data.labels
+        splits[split] = [
+            _Item(
+                str(names[i]),
+                lambda i=i, images=data.images: np.asarray(images[i]),
+                None if labels is None else int(labels[i]),
+            )
+            for i in range(len(data))
+        ]
+        hashes[split] = data.content_hash
+        original = manifest.get("source") or {}
+        lossy = lossy or bool(original.get("lossy"))
+        order = manifest.get("order", order)
+    info = {
+        "kind": "derived",
+        "from_resolution": int(directory.name),
+        "from_content_hash": hashes,
+        "path": str(directory),
+        "original": original.get("original", original) if original.get("kind") == "derived" else original,
+    }
+    return _Collected(splits, order, {"lossy": lossy}), info
 
 
 def _write_dataset(
@@ -688,6 +784,7 @@ def _write_dataset(
     try:
         digests: list[str] = []
         manifests = {}
+        sizes: dict[int, int] = {}
         with _progress(progress) as bar:
             for split in base.splits:
                 items = collected.splits[split]
@@ -701,8 +798,17 @@ def _write_dataset(
                     bar,
                     f"{base.name} {split}",
                     digests,
+                    sizes,
                 )
                 manifests[split] = (writer, items, used)
+        if len(sizes) > 1:
+            shown = ", ".join(f"{count} at {side} px" for side, count in sorted(sizes.items(), reverse=True))
+            _err_console.print(
+                f"note: {where} holds images of {len(sizes)} sizes ({shown}); each was resized to "
+                f"{resolution} px",
+                highlight=False,
+                soft_wrap=True,
+            )
         if digests:
             file_set = _file_set_sha256(digests)
             info["file_set_sha256"] = file_set
@@ -725,6 +831,7 @@ def _write_dataset(
                         if base.resize_filter == "auto"
                         else "lanczos always",
                         "images_by_filter": used,
+                        "source_sizes": {str(side): count for side, count in sorted(sizes.items())},
                         "center_crop": center_crop,
                     },
                     "source": info,

@@ -20,25 +20,33 @@ features of generated images first, as ``calculate_metrics(input1=generated, inp
 and IS (``isc_features_to_metric``) are torch-fidelity's own functions; clean-FID differs only in
 the resizer and network (:mod:`degan_bench.metrics.features`).
 
-A record is ready for ``RunDir.append_metric``. When the standard weights cannot be had and the
-caller asked for ``on_missing_weights="pending"`` (training, demo), each record is
-``status: "pending"`` with ``value: None`` and a one-line ``reason``; ``degan-bench eval RUN``
+A record is ready for ``RunDir.append_metric``. When the standard weights cannot be had (or a given
+file cannot be loaded) and the caller asked for ``on_missing_weights="pending"`` (training, demo), each
+record is ``status: "pending"`` with ``value: None`` and a one-line ``reason``; ``degan-bench eval RUN``
 fills it in later (:mod:`degan_bench.metrics.run_eval`).
+
+``progress=True`` (``degan-bench eval``) shows a rich progress bar on stderr for the generated images and
+the reference images whose statistics are not cached yet. Training leaves it off: its own kimg bar is
+live then, and rich allows one live display at a time.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import Progress as RichProgress
 from torch import nn
 
 from degan_bench import __version__
+from degan_bench.core.device import parse_device
 from degan_bench.errors import DataError, WeightsError
 from degan_bench.metrics.features import FeatureModel, feature_model, library_versions
 from degan_bench.metrics.protocols import Protocol, fingerprint, get_protocol
@@ -254,6 +262,69 @@ def pending_notice(record: dict[str, Any]) -> str:
     )
 
 
+class _Bars:
+    """Progress bars of one evaluation (no-ops unless enabled)."""
+
+    def __init__(self, bar: RichProgress | None) -> None:
+        self.bar = bar
+
+    def counted(self, batches: Iterable[torch.Tensor], label: str, total: int) -> Iterator[torch.Tensor]:
+        if self.bar is None:
+            yield from batches
+            return
+        task = self.bar.add_task(label, total=total)
+        for batch in batches:
+            yield batch
+            self.bar.advance(task, len(batch))
+
+    def counting_model(self, model: FeatureModel, label: str, total: int) -> Any:
+        """``model`` advancing a bar per batch (reference statistics call it batch by batch)."""
+        if self.bar is None:
+            return model
+        bar, task = self.bar, self.bar.add_task(label, total=total)
+
+        class _Counting:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(model, name)
+
+            def __call__(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+                out = model(images)
+                bar.advance(task, len(images))
+                return out
+
+        return _Counting()
+
+
+@contextlib.contextmanager
+def _progress_bars(enabled: bool) -> Iterator[_Bars]:
+    if not enabled:
+        yield _Bars(None)
+        return
+    bar = RichProgress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=False,
+    )
+    with bar:
+        yield _Bars(bar)
+
+
+def _preload_models(
+    protocols: Sequence[Protocol], weights: dict[str, ResolvedWeights], device: torch.device
+) -> None:
+    """Load every feature model now, so a weights file that cannot be loaded fails (or leaves the
+    metric pending) before any image is generated."""
+    layers: dict[tuple[str, str], set[str]] = {}
+    for p in protocols:
+        layers.setdefault((p.feature_extractor, p.weights), set()).add(p.feature_layer)
+    for (extractor, key), wanted in layers.items():
+        feature_model(extractor, sorted(wanted), weights[key], device)
+
+
 def evaluate_protocols(
     protocols: Sequence[Protocol],
     *,
@@ -264,6 +335,7 @@ def evaluate_protocols(
     batch_size: int,
     context: dict[str, Any],
     log: Log | None = None,
+    progress: bool = False,
 ) -> list[dict[str, Any]]:
     """Shared core: one feature pass per (extractor, generated set), cached reference statistics."""
     groups: dict[tuple[Any, ...], list[Protocol]] = {}
@@ -273,7 +345,7 @@ def evaluate_protocols(
     references: dict[str, Reference] = {}
     stats_cache: dict[tuple[str, str], ReferenceStats] = {}
     results: dict[int, dict[str, Any]] = {}
-    with fp32_math():
+    with fp32_math(), _progress_bars(progress) as bars:
         for group in groups.values():
             first = group[0]
             model: FeatureModel = feature_model(
@@ -286,7 +358,8 @@ def evaluate_protocols(
                 names = ", ".join(p.id for p in group)
                 log(f"{names}: {first.n_gen} images -> {first.feature_extractor} on {device}")
             started = time.perf_counter()
-            features = extract_features(model, batches_for(first))
+            label = f"{first.feature_extractor.split('/')[0]}: {first.n_gen} images"
+            features = extract_features(model, bars.counted(batches_for(first), label, first.n_gen))
             gen_seconds = time.perf_counter() - started
             for p in group:
                 p_started = time.perf_counter()
@@ -301,9 +374,13 @@ def evaluate_protocols(
                             for q in protocols
                             if q.reference == p.reference and q.feature_extractor == p.feature_extractor
                         }
-                        stats_cache[stat_key] = reference_stats(
-                            references[p.reference], model, kinds, batch_size
+                        reference = references[p.reference]
+                        counted = bars.counting_model(
+                            model,
+                            f"reference {p.reference}: {len(reference.data)} images",
+                            len(reference.data),
                         )
+                        stats_cache[stat_key] = reference_stats(reference, counted, kinds, batch_size)
                     stats = stats_cache[stat_key]
                 score = _score(p, features, stats)
                 w = weights[p.weights]
@@ -362,6 +439,7 @@ def evaluate_generator_many(
     n_gen: int | None = None,
     on_missing_weights: OnMissingWeights = "raise",
     log: Log | None = None,
+    progress: bool = False,
 ) -> list[dict[str, Any]]:
     """One record per distinct protocol, in order. Protocols that generate the same set (e.g.
     ``fid5k_train`` and ``kid5k_train``) share the generated images and their features."""
@@ -375,6 +453,7 @@ def evaluate_generator_many(
     }
     try:
         weights = resolve_protocol_weights(resolved, weights_path, weights_sha256)
+        _preload_models(resolved, weights, eval_device)
     except WeightsError as err:
         if on_missing_weights != "pending":
             raise
@@ -407,6 +486,7 @@ def evaluate_generator_many(
             batch_size=batch_size,
             context=context,
             log=log,
+            progress=progress,
         )
     finally:
         G.train(was_training)
@@ -429,8 +509,14 @@ def image_files(folder: Path) -> list[Path]:
 def _read_rgb(path: Path) -> np.ndarray:
     from PIL import Image
 
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"))
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except (OSError, ValueError, SyntaxError) as err:  # PIL's errors for corrupt or truncated files
+        raise DataError(
+            f"{path}: cannot decode the image ({type(err).__name__})",
+            fix="the file is corrupt or not an image: replace or delete it, then run again",
+        ) from None
 
 
 def _folder_batches(files: Sequence[Path], batch_size: int) -> Iterator[torch.Tensor]:
@@ -450,9 +536,9 @@ def _folder_batches(files: Sequence[Path], batch_size: int) -> Iterator[torch.Te
 
 
 def default_device(device: str | torch.device | None) -> torch.device:
-    if device is not None:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if isinstance(device, torch.device):
+        return device
+    return parse_device(device or "auto")
 
 
 def evaluate_images_many(
@@ -469,6 +555,7 @@ def evaluate_images_many(
     seed: int | None = None,
     n_gen: int | None = None,
     log: Log | None = None,
+    progress: bool = False,
 ) -> list[dict[str, Any]]:
     """Evaluate a folder of images (or a uint8 NHWC array) against dataset ``ref``'s reference sets.
 
@@ -494,6 +581,8 @@ def evaluate_images_many(
             raise DataError(f"{protocol.id} compares with a reference dataset", fix="pass --ref DATASET")
     resolution = resolution or int(size)
     weights = resolve_protocol_weights(resolved, weights_path, weights_sha256)
+    eval_device = default_device(device)
+    _preload_models(resolved, weights, eval_device)
 
     def batches_for(p: Protocol) -> Iterator[torch.Tensor]:
         if isinstance(images, np.ndarray):
@@ -512,10 +601,11 @@ def evaluate_images_many(
         batches_for=batches_for,
         reference_for=lambda kind: load_reference(str(ref), resolution, kind, subset_rule),
         weights=weights,
-        device=default_device(device),
+        device=eval_device,
         batch_size=batch_size,
         context=context,
         log=log,
+        progress=progress,
     )
 
 

@@ -74,6 +74,7 @@ def evaluate_run(
     seed: int | None = None,
     n_gen: int | None = None,
     log: Log | None = None,
+    progress: bool = False,
 ) -> list[dict[str, Any]]:
     """Fill the run's open pending records, then evaluate ``protocols`` (default: the recipe's
     ``evaluation.protocols`` when nothing is pending) on ``checkpoint``; append and return the records."""
@@ -84,6 +85,7 @@ def evaluate_run(
         raise ResumeError(
             f"{run.path} is not a run directory (no run.json)", fix="pass a directory under runs/"
         )
+    run.read_info()  # a run.json of the wrong shape is a one-line error here, not a traceback later
     available = list_checkpoints(run.path)
     eval_device = default_device(device)
 
@@ -129,6 +131,7 @@ def evaluate_run(
             weights_path=weights_path,
             weights_sha256=weights_sha256,
             log=log,
+            progress=progress,
         )
         for result, (_protocol, pending_record) in zip(results, items.values(), strict=True):
             result.update(checkpoint=key, checkpoint_file=path.name, kimg=checkpoint_kimg(path))

@@ -13,8 +13,11 @@ A local file whose sha256 is not the standard one is rejected, unless the caller
 non-standard by giving its sha256 (``declared_sha256=`` / ``--weights-sha256`` /
 ``$DEGAN_BENCH_INCEPTION_SHA256``; several hashes may be given, comma-separated, when a folder holds
 two such files). Then it is used, and every record made with it carries that hash and
-``standard_weights: false``, so tables refuse to compare it with standard results. Tests and offline
-smoke runs use this route with a seeded stand-in (:mod:`degan_bench.metrics.standin`).
+``standard_weights: false``, so tables refuse to compare it with standard results. Declaring a hash
+vouches for the numbers' label, not for the file's safety: a declared file is only ever read as a plain
+state dict with ``torch.load(weights_only=True)`` (a pickle payload is refused, never run; see
+:mod:`degan_bench.metrics.features`). Tests and offline smoke runs use this route with a seeded
+stand-in (:mod:`degan_bench.metrics.standin`).
 
 The torch-fidelity file's full sha256 is not published by torch-fidelity (``torch.hub`` loads it with
 ``check_hash=False``). The value below is the one independent projects recorded for that release
@@ -133,8 +136,8 @@ def _check_local(spec: WeightsSpec, path: Path, source: str, declared_sha256: st
         raise WeightsError(
             f"{path} has sha256 {sha}, not the standard {spec.sha256} of {spec.file_name}",
             fix=f"use the standard file ({spec.url}), or declare this one non-standard with "
-            f"--weights-sha256 {sha} / {SHA256_ENV}={sha} (its results are marked non-standard and "
-            "never compared with standard ones)",
+            f"--weights-sha256 {sha} / {SHA256_ENV}={sha} (it must be a plain state dict, loaded without "
+            "running code; its results are marked non-standard and never compared with standard ones)",
         )
     if sha not in _declared_set(declared_sha256):
         raise WeightsError(
@@ -226,7 +229,13 @@ def weights_status() -> list[str]:
         try:
             resolved = resolve_weights(key, allow_download=False)
         except WeightsError as err:
-            lines.append(f"{key}: [yellow]missing[/] ({err.problem}); downloaded on first use: {spec.url}")
+            if "downloads are off" not in err.problem:  # a given file is missing or does not verify
+                lines.append(f"{key}: [red]unusable[/]: {err.problem}")
+                continue
+            lines.append(
+                f"{key}: [yellow]not here yet[/]: the first evaluation downloads {spec.url} "
+                f"(sha256-verified) into {weights_dir()}; offline, put the file there or set {WEIGHTS_ENV}"
+            )
             continue
         kind = "standard" if resolved.standard else "[yellow]non-standard (declared)[/]"
         lines.append(f"{key}: {kind}, {resolved.source} {resolved.path} (sha256 {resolved.sha256[:12]}...)")

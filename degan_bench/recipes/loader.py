@@ -8,13 +8,18 @@ Resolution order (later wins, dicts merge key by key, lists and scalars replace)
    ``paper`` is the official recipe and has no overlay;
 4. ``--set key.path=value`` overrides (values parsed as YAML: ``--set training.kimg=50``).
 
+YAML is read as PyYAML's safe YAML 1.1 plus the YAML 1.2 float forms, so every float spelling a user
+types is a number: ``2e-4``, ``1E-3`` and ``1.0e5`` (strings in YAML 1.1) as well as ``.5``, ``2.0e-4``
+and ``1_000.5``. ``1_000`` is the integer 1000 (accepted where a float is expected).
+
 The result is validated strictly (:mod:`degan_bench.schema`): the common sections by
 :class:`~degan_bench.recipes.schema.Recipe`, ``model`` by its architecture's config, and the section
 named after the method by the method's ``Config``.
 
 The recipe hash covers what is trained and evaluated: every resolved key except the documentation
 fields (``description``, ``purpose``, ``provenance``), the preset's name and ``resources`` (how many
-GPUs a run is laid out on, which does not change the global batch or what is trained). It is stable across key
+GPUs a run is laid out on, which does not change the global batch or what is trained), and the
+``performance`` keys that change neither (``cpu_threads``, ``finite_check``). It is stable across key
 order, and the seed is not part of it (a run is recipe hash x seed).
 """
 
@@ -23,6 +28,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -38,8 +44,29 @@ from degan_bench.schema import did_you_mean, from_dict, to_dict
 
 #: keys that document a recipe but do not change what is trained or measured
 UNHASHED_KEYS = ("description", "purpose", "provenance", "preset", "resources")
+#: nested keys that change how fast or how safely a run goes, not what it trains (not hashed either)
+UNHASHED_PATHS = (("performance", "cpu_threads"), ("performance", "finite_check"))
 #: top-level keys handled by the loader itself, never part of the resolved recipe
 LOADER_KEYS = ("extends", "presets")
+
+
+class RecipeYamlLoader(yaml.SafeLoader):
+    """Safe YAML 1.1 with YAML 1.2's float forms (``2e-4``, ``1E-3``, ``1.0e5`` are numbers)."""
+
+
+RecipeYamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$
+        |^[-+]?(?:[0-9][0-9_]*\.[0-9_]*|\.[0-9_]+)$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=RecipeYamlLoader)  # a SafeLoader subclass: no arbitrary objects
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -48,7 +75,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise RecipeError(f"recipe file {path} does not exist", fix="check the path or `extends:`") from None
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -109,7 +136,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not sep or not key or any(not part for part in key.split(".")):
         raise RecipeError(f"--set {text!r}: expected KEY.PATH=VALUE", fix="e.g. --set training.kimg=50")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = load_yaml(raw) if raw.strip() else None
     except yaml.YAMLError:
         raise RecipeError(f"--set {text!r}: the value is not valid YAML", fix="quote strings") from None
     return key.split("."), value
@@ -129,6 +156,9 @@ def apply_override(data: dict[str, Any], path: list[str], value: Any) -> None:
 
 def canonical_hash(data: dict[str, Any]) -> str:
     hashed = {k: v for k, v in data.items() if k not in UNHASHED_KEYS}
+    for section, key in UNHASHED_PATHS:
+        if isinstance(hashed.get(section), dict) and key in hashed[section]:
+            hashed[section] = {k: v for k, v in hashed[section].items() if k != key}
     blob = json.dumps(hashed, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(blob.encode("ascii")).hexdigest()
 

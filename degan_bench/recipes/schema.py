@@ -103,7 +103,9 @@ class LossConfig:
 
 @dataclass
 class TrainingConfig:
-    kimg: float = param(300.0, help="training length in thousands of real images shown to D", min=0.0)
+    kimg: float = param(
+        300.0, help="training length in thousands of real images shown to D (above 0)", min=0.0
+    )
     batch: int = param(16, help="global minibatch size", min=1)
     batch_gpu: int | None = param(None, help="per-device batch (gradient accumulation when < batch)", min=1)
     g_lr: float = param(0.002, help="generator Adam learning rate", min=0.0)
@@ -139,6 +141,10 @@ class TrainingConfig:
     grid_size: tuple[int, int] = param((8, 4), help="sample grid (columns, rows), fixed seeds")
 
     def check(self) -> None:
+        if self.kimg <= 0:
+            raise ValueError(f"kimg {self.kimg:g} trains nothing: give a length above 0")
+        if self.epochs is not None and self.epochs <= 0:
+            raise ValueError(f"epochs {self.epochs:g} trains nothing: give a length above 0")
         if self.batch_gpu is not None and self.batch % self.batch_gpu:
             raise ValueError(f"batch {self.batch} must be a multiple of batch_gpu {self.batch_gpu}")
         if not all(0.0 <= b < 1.0 for b in self.betas):
@@ -170,6 +176,21 @@ class PerformanceConfig:
     channels_last: bool = param(False, help="use channels_last memory format on CUDA")
     compile: bool = param(False, help="torch.compile G and D")
     cudnn_benchmark: bool = param(True, help="let cuDNN pick the fastest kernels")
+    cpu_threads: int | None = param(
+        None,
+        help="torch intra-op CPU threads; null = auto: $OMP_NUM_THREADS if set, else on a CPU device the "
+        "idle cores of this process's CPU set (cores minus the 1-minute load average), at most 4 -- small "
+        "models gain little from more, and threads competing for busy cores make them several times "
+        "slower (measured: `make bench`); on CUDA torch's default. `run --cpu-threads N` overrides it. "
+        "Not hashed",
+        min=1,
+    )
+    finite_check: Literal["tick", "minibatch"] = param(
+        "tick",
+        help="when to look for NaN/inf in the losses and weights: every tick (free), or every minibatch "
+        "(one device sync per step; stops a diverging run at once). A diverged run stops with the last "
+        "finite checkpoint and status 'diverged'. Not hashed",
+    )
 
 
 @dataclass

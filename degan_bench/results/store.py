@@ -2,9 +2,16 @@
 
 A run directory (see :mod:`degan_bench.core.rundir`) is the source of truth: ``run.json`` (identity,
 status, device, GPU-hours), ``recipe.yaml`` (the resolved recipe; its canonical hash must equal
-``run.json``'s ``recipe_hash``), ``metrics.jsonl`` and ``stats.jsonl``. Nothing is dropped: a directory
-whose ``run.json`` is missing or unreadable, or whose recipe hash disagrees with ``run.json``, is kept
-with status ``unreadable`` and the reason, so tables can show it.
+``run.json``'s ``recipe_hash``), ``metrics.jsonl`` and ``stats.jsonl``. Nothing is dropped, and one bad run
+never breaks a page: a directory whose ``run.json`` is missing, unreadable or has fields of the wrong
+type, whose recipe hash disagrees with ``run.json``, or whose ``metrics.jsonl``/``stats.jsonl`` holds a
+line that is not a JSON object or a field of the wrong type (``"value": "abc"``) is kept with status
+``unreadable`` and the reason, so tables can report it and leave it out of every number. A torn last
+line (a kill mid-write) is not a problem: it is skipped.
+
+Statuses are those of ``run.json`` (``complete``, ``running``, ``stopped``, ``failed``, ``diverged``) plus
+``unreadable``; :data:`FAILED_STATUSES` (``failed``, ``diverged``) are runs that ended without a result,
+and :attr:`StoredRun.failed` says so.
 
 Which metric record stands for a run (:func:`pick_record`):
 
@@ -29,11 +36,27 @@ from typing import Any
 import yaml
 
 from degan_bench.core.fileio import read_jsonl
-from degan_bench.core.rundir import RunDir, RunInfo
+from degan_bench.core.rundir import FAILED_STATUSES, RunDir, RunInfo
 from degan_bench.recipes.loader import canonical_hash
 
 #: run statuses in run.json, plus ``unreadable`` for directories that cannot be trusted
-STORE_STATUSES: tuple[str, ...] = ("complete", "running", "stopped", "failed", "unreadable")
+STORE_STATUSES: tuple[str, ...] = ("complete", "running", "stopped", "failed", "diverged", "unreadable")
+
+_NUMBER = (int, float)
+#: the fields of metric and stats records that tables and plots read, with the JSON types they accept
+#: (None is accepted for every one); a record with another type makes the run unreadable
+METRIC_FIELDS: dict[str, tuple[type, ...]] = {
+    "protocol": (str,), "metric": (str,), "status": (str,), "value": _NUMBER, "value_std": _NUMBER,
+    "kimg": _NUMBER, "cur_nimg": (int,), "checkpoint": (str,), "checkpoint_file": (str,),
+    "purpose": (str,), "standard_weights": (bool,), "selection": (dict,), "protocol_record": (dict,),
+    "reference": (dict,), "warnings": (list,), "weights_sha256": (str,), "protocol_fingerprint": (str,),
+    "n_gen": (int,), "n_ref": (int,), "timestamp": (str,),
+}  # fmt: skip
+STATS_FIELDS: dict[str, tuple[type, ...]] = {
+    "tick": (int,), "kimg": _NUMBER, "cur_nimg": (int,), "total_seconds": _NUMBER, "sec_per_tick": _NUMBER,
+    "sec_per_kimg": _NUMBER, "img_per_sec": _NUMBER, "gpu_mem_gb": _NUMBER, "cpu_mem_gb": _NUMBER,
+    "losses": (dict,), "method": (dict,),
+}  # fmt: skip
 #: how deep below a root run directories are looked for (root/run, root/group/run, ...)
 MAX_DEPTH = 3
 
@@ -48,6 +71,17 @@ class StoredRun:
     recipe: dict[str, Any] | None = None
     metrics: list[dict[str, Any]] = field(default_factory=list)
     problem: str | None = None  # why the run is unreadable
+    stats_records: list[dict[str, Any]] | None = None  # stats.jsonl, read and checked once
+
+    @property
+    def failed(self) -> bool:
+        """The run ended without a result (an exception, or non-finite losses/weights)."""
+        return self.status in FAILED_STATUSES
+
+    @property
+    def status_detail(self) -> str | None:
+        """Why the run stopped, failed or diverged (``run.json``), or why it is unreadable."""
+        return self.problem or (self.info.status_detail if self.info else None)
 
     @property
     def run_id(self) -> str:
@@ -116,7 +150,31 @@ class StoredRun:
         return f"{'/'.join(str(c) for c in counts)}x {self.device}"
 
     def stats(self) -> list[dict[str, Any]]:
-        return read_jsonl(self.path / "stats.jsonl")
+        """``stats.jsonl`` (nothing for an unreadable run: what it holds cannot be trusted)."""
+        if self.stats_records is None:
+            self.stats_records = [] if self.status == "unreadable" else read_jsonl(self.path / "stats.jsonl")
+        return self.stats_records
+
+
+def _type_problems(
+    records: list[dict[str, Any]], fields: dict[str, tuple[type, ...]], file_name: str
+) -> list[str]:
+    """The first wrong-typed field of ``records`` (bool is never a number)."""
+    for number, record in enumerate(records, 1):
+        for key, types in fields.items():
+            value = record.get(key)
+            if value is None:
+                continue
+            wrong = not isinstance(value, types) or (isinstance(value, bool) and bool not in types)
+            if wrong:
+                allowed = "/".join(t.__name__ for t in types)
+                return [f"{file_name} record {number}: {key} is {value!r}, not {allowed}"]
+        if file_name == "stats.jsonl":
+            losses = record.get("losses") or {}
+            bad = [k for k, v in losses.items() if not isinstance(v, _NUMBER) or isinstance(v, bool)]
+            if bad:
+                return [f"stats.jsonl record {number}: losses.{bad[0]} is {losses[bad[0]]!r}, not a number"]
+    return []
 
 
 def load_run(path: Path) -> StoredRun:
@@ -130,22 +188,43 @@ def load_run(path: Path) -> StoredRun:
         return StoredRun(path, "unreadable", problem=f"run.json cannot be read ({type(err).__name__}: {err})")
     try:
         recipe = run.read_recipe_dict()
-    except (OSError, yaml.YAMLError) as err:
+    except (OSError, ValueError, yaml.YAMLError) as err:
         return StoredRun(
             path, "unreadable", info=info, problem=f"recipe.yaml cannot be read ({type(err).__name__})"
         )
-    metrics = run.read_metrics()
-    if not isinstance(recipe, dict) or canonical_hash(recipe) != info.recipe_hash:
+    problems: list[str] = []
+    try:
+        metrics = read_jsonl(run.metrics_path, problems)
+        stats = read_jsonl(run.stats_path, problems)
+    except OSError as err:
+        return StoredRun(path, "unreadable", info=info, problem=f"cannot read ({type(err).__name__}: {err})")
+    problems += _type_problems(metrics, METRIC_FIELDS, "metrics.jsonl")
+    problems += _type_problems(stats, STATS_FIELDS, "stats.jsonl")
+    if problems:
+        return StoredRun(
+            path,
+            "unreadable",
+            info=info,
+            problem="; ".join(problems[:2]) + " (written by hand or another tool?)",
+        )
+    try:
+        hashes_match = isinstance(recipe, dict) and canonical_hash(recipe) == info.recipe_hash
+    except (TypeError, ValueError):  # YAML values JSON cannot hold (dates, ...)
+        hashes_match = False
+    if not hashes_match:
         return StoredRun(
             path,
             "unreadable",
             info=info,
             metrics=metrics,
             problem="recipe.yaml does not hash to run.json's recipe_hash (edited by hand?)",
+            stats_records=stats,
         )
     status = info.status if info.status in STORE_STATUSES else "unreadable"
     problem = None if status != "unreadable" else f"unknown status {info.status!r} in run.json"
-    return StoredRun(path, status, info=info, recipe=recipe, metrics=metrics, problem=problem)
+    return StoredRun(
+        path, status, info=info, recipe=recipe, metrics=metrics, problem=problem, stats_records=stats
+    )
 
 
 def find_run_dirs(root: Path, max_depth: int = MAX_DEPTH) -> list[Path]:

@@ -58,13 +58,11 @@ from degan_bench.recipes.schema import PRESETS
 from degan_bench.results import numbers
 from degan_bench.results import reported as rep
 from degan_bench.results.numbers import LOWER_IS_BETTER
-from degan_bench.results.store import StoredRun, pick_record
+from degan_bench.results.store import FAILED_STATUSES, StoredRun, pick_record
 from degan_bench.schema import did_you_mean, from_dict
 
 Checkpoint = Literal["last", "best"]
 __all__ = ["LOWER_IS_BETTER"]  # re-exported: the metric directions live in results.numbers
-#: statuses of a run that ended without a result (``diverged``: non-finite losses)
-FAILED_STATUSES = ("failed", "diverged")
 #: statuses of a run that can continue (``degan-bench sweep`` resumes it)
 INCOMPLETE_STATUSES = ("running", "stopped")
 #: a run still ``running`` at kimg 0 whose run.json was not updated for this long died before training
@@ -500,7 +498,7 @@ def _aggregate(group: pd.DataFrame) -> dict[str, Any]:
         "standin_values": [float(v) for v in standin["value"]],
         "n_pending": int(complete["record_state"].isin(["pending", "missing"]).sum()),
         "n_incomplete": int(group["status"].isin(INCOMPLETE_STATUSES).sum()),
-        "n_failed": int(group["status"].isin(FAILED_STATUSES).sum()),
+        "n_failed": int(group["status"].isin(FAILED_STATUSES).sum()),  # failed or diverged
         "n_unreadable": int((group["status"] == "unreadable").sum()),
         "gpu_hours": float(group["gpu_hours"].sum()),
         "cpu_hours": float(group["cpu_hours"].sum()),

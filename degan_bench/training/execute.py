@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import _thread
 import shlex
+import shutil
 import sys
 import time
 import traceback
@@ -21,8 +22,9 @@ from typing import Any
 
 from rich.console import Console
 
-from degan_bench.core.checkpoint import load_checkpoint
+from degan_bench.core.checkpoint import clean_temp_files, list_checkpoints, load_checkpoint
 from degan_bench.core.distributed import ProcessGroup, init_from_env
+from degan_bench.core.fileio import DiskFullError, is_disk_full
 from degan_bench.core.lease import Lease, LeaseHeld
 from degan_bench.core.lease import acquire as acquire_lease
 from degan_bench.core.rundir import RunDir, utc_now
@@ -112,9 +114,13 @@ def execute_run(
             plan = plan_run(resolved, seed, out=out, resume=resume, force=force)
             if not plan.already_complete:
                 ensure_prepared(recipe.dataset, recipe.data.resolution)
-        except DeganError as err:
+        except BaseException as err:
             if held is not None:
                 held.release()
+            if plan is not None and _never_started(plan):
+                _discard(plan)  # the same command can simply be run again
+            if not isinstance(err, DeganError):
+                raise
             problem = err
     plan = share_plan(plan, process, problem)
     if plan.resume_payload is not None:
@@ -131,12 +137,18 @@ def execute_run(
                 highlight=False,
             )
         return None
+    discarded = False
     try:
         if held is not None:
             # Another writer took the lease over (this process stalled past the TTL): stop writing now.
             held.on_lost = lambda _message: _thread.interrupt_main()
             held.start_heartbeat()
-        dataset = load_prepared(recipe.dataset, recipe.data.resolution, "train", recipe.data.subset_rule)
+        try:
+            dataset = load_prepared(recipe.dataset, recipe.data.resolution, "train", recipe.data.subset_rule)
+        except BaseException:
+            if process.is_main and _never_started(plan):
+                discarded = _discard(plan, held)
+            raise
         if evaluate and evaluator is None:
             evaluator = load_evaluator()
         if max_seconds is not None:
@@ -160,15 +172,28 @@ def execute_run(
     except BaseException as err:
         if held is not None and held.lost:
             raise LeaseHeld(held.lost, fix="the other writer continues this run") from None
-        if process.is_main:
-            _record_end(plan.run, err)
-        raise
+        if not process.is_main or discarded:
+            raise
+        if isinstance(err, DeganError) and _never_started(plan):
+            _discard(plan, held)  # bad input found while building the run: nothing was trained
+            raise
+        raised = _record_end(plan, err)
+        if raised is err:
+            raise
+        raise raised from None
     finally:
         if held is not None:
             held.release()
     if process.is_main:
         if result.status == "complete":
             console.print(f"[bold green]complete[/]: {plan.run.path}", highlight=False, soft_wrap=True)
+        elif result.status == "diverged":
+            console.print(
+                f"[bold red]diverged[/]: {result.detail} ({plan.run.path}) -> lower the learning rates "
+                "(training.g_lr / d_lr) or check the recipe's --set overrides, then start a new run",
+                highlight=False,
+                soft_wrap=True,
+            )
         else:
             console.print(
                 f"[yellow]stopped[/] at kimg {result.cur_nimg / 1000:.3f}: continue with "
@@ -194,17 +219,55 @@ def _lease(path: Path, console: Console) -> Lease:
     return acquire_lease(path, command=shlex.join(sys.argv), log=log)
 
 
-def _record_end(run: RunDir, err: BaseException) -> None:
-    """run.json after an exception: failed (an error) or stopped (an abort), and the session's end."""
-    info = run.read_info()
-    aborted = isinstance(err, KeyboardInterrupt)
-    info.status = "stopped" if aborted else "failed"
-    if info.sessions and info.sessions[-1].end_reason is None:
-        session = info.sessions[-1]
-        session.end_reason = "aborted" if aborted else f"error: {type(err).__name__}"
-        session.ended_utc = utc_now()
-    run.write_info(info)
-    run.log(f"{info.status}: {type(err).__name__}: {err}\n{traceback.format_exc()}")
+def _never_started(plan: RunPlan) -> bool:
+    """A directory this plan created that holds no training yet (no tick, no checkpoint)."""
+    run = plan.run
+    return plan.created and not run.stats_path.exists() and not list_checkpoints(run.path)
+
+
+def _discard(plan: RunPlan, held: Lease | None = None) -> bool:
+    """Remove the directory of a run that did not start, so the same command can simply be run again
+    (instead of finding an empty run that asks for --resume auto). The lease goes first: releasing it
+    afterwards would write into the directory again."""
+    if held is not None:
+        held.release()
+    shutil.rmtree(plan.run.path, ignore_errors=True)
+    return True
+
+
+def _record_end(plan: RunPlan, err: BaseException) -> BaseException:
+    """``run.json`` after an exception: ``stopped`` for an interrupt or a full disk (resumable),
+    ``failed`` otherwise, with the session's end. Returns the error to raise (a full disk becomes one
+    line)."""
+    run = plan.run
+    disk_full = err if isinstance(err, DiskFullError) else None
+    if disk_full is None and is_disk_full(err):
+        disk_full = DiskFullError(Path(getattr(err, "filename", None) or run.path / "?"))
+    clean_temp_files(run)  # a partial checkpoint must not keep the disk full
+    try:
+        info = run.read_info()
+        aborted = isinstance(err, KeyboardInterrupt)
+        if disk_full is not None:
+            info.status, info.status_detail = "stopped", disk_full.problem  # "disk full writing ..."
+        elif aborted:
+            info.status = "stopped"
+        else:
+            info.status, info.status_detail = "failed", f"{type(err).__name__}: {err}"[:300]
+        if info.sessions and info.sessions[-1].end_reason is None:
+            session = info.sessions[-1]
+            session.end_reason = (
+                "disk full"
+                if disk_full is not None
+                else "aborted"
+                if aborted
+                else f"error: {type(err).__name__}"
+            )
+            session.ended_utc = utc_now()
+        run.write_info(info)
+        run.log(f"{info.status}: {type(err).__name__}: {err}\n{traceback.format_exc()}")
+    except (OSError, DeganError):  # the disk may still be full: the error itself matters more
+        pass
+    return disk_full if disk_full is not None else err
 
 
 def _layout_options(process: ProcessGroup) -> str:

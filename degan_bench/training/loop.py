@@ -10,13 +10,22 @@ Everything a checkpoint holds lives in one :class:`~degan_bench.training.state.T
 Stopping: SIGTERM/SIGINT (or ``stop_at_nimg``/``max_seconds``) end the current minibatch, write a
 checkpoint and return with status ``stopped``; a second signal is the same request (a CI cancel sends
 SIGINT then SIGTERM), a third aborts at once (:class:`StopRequest`). Resuming restores every
-piece of state, so N + M minibatches with a stop in between equal N + M straight (tested on CPU).
+piece of state, so N + M minibatches with a stop in between equal N + M straight (tested on CPU); the
+``stats.jsonl`` ticks past the checkpoint are dropped, as they are trained again.
+
+Divergence: every tick (``performance.finite_check: tick``, free) or every minibatch (``minibatch``, one
+device sync per step) the losses and the weights of G, D and G_ema are checked for NaN/inf. A non-finite
+value stops the run at once: nothing more is drawn, evaluated or checkpointed (the checkpoints kept are
+the last finite ones), ``run.json`` says ``diverged`` with the kimg, and the result is ``diverged``
+(``degan-bench run`` exits with ``ExitCode.FAILED``). With fp16 loss scaling a non-finite loss alone is
+not divergence (the scaler skips such steps by design); non-finite weights still are.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import math
 import random
 import signal
 import threading
@@ -32,6 +41,7 @@ from rich.console import Console
 from rich.progress import BarColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.progress import Progress as RichProgress
 
+from degan_bench.core import checkpoint as ckpt
 from degan_bench.core.distributed import ProcessGroup, any_process, broadcast_module
 from degan_bench.core.rundir import RunDir, Session, utc_now
 from degan_bench.data.store import PreparedDataset
@@ -84,10 +94,11 @@ class TrainingSetup:
 
 @dataclass
 class TrainResult:
-    status: str  # complete | stopped
+    status: str  # complete | stopped | diverged
     cur_nimg: int
     checkpoint: Path | None
     ticks: list[dict[str, Any]]
+    detail: str | None = None  # one line on why a run diverged
 
 
 class StopRequest:
@@ -167,6 +178,21 @@ def _autocast_and_scaler(perf: Any, device: torch.device, log: Callable[[str], N
         return contextlib.nullcontext, None
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     return (lambda: torch.autocast("cuda", dtype=amp_dtype)), scaler
+
+
+def nonfinite_losses(values: dict[str, Any]) -> list[str]:
+    """Names of the reported statistics (losses, scores) that are NaN or infinite."""
+    return [key for key, value in values.items() if not math.isfinite(float(value))]
+
+
+def nonfinite_networks(networks: dict[str, torch.nn.Module]) -> list[str]:
+    """Names of the networks with a NaN/inf parameter or floating buffer (one device sync per network)."""
+    bad = []
+    for name, network in networks.items():
+        flags = [torch.isfinite(t).all() for t in network.state_dict().values() if t.is_floating_point()]
+        if flags and not bool(torch.stack(flags).all()):
+            bad.append(name)
+    return bad
 
 
 def train(setup: TrainingSetup) -> TrainResult:
@@ -285,6 +311,8 @@ def train(setup: TrainingSetup) -> TrainResult:
         log(f"resumed from kimg {prog.cur_nimg / 1000:.3f} (tick {prog.cur_tick})")
         if relayout:
             log(relayout)
+        if is_main and (dropped := run.drop_stats_after(prog.cur_nimg)):
+            run.log(f"dropped {dropped} stats.jsonl tick(s) past the checkpoint (they are trained again)")
 
     grid = tuple(tcfg.grid_size)
     grid_z, grid_c = grid_latents(G, grid[0] * grid[1], device)
@@ -311,8 +339,9 @@ def train(setup: TrainingSetup) -> TrainResult:
     tensorboard = TensorBoardWriter(str(run.path), enabled=setup.tensorboard and is_main)
     session_start = time.time()
     checkpointing = Checkpointing(run, state, tcfg.keep_checkpoints, tcfg.snapshot_ticks, is_main)
+    report = Report(run, tensorboard, say, log, is_main)
     hooks = [
-        Report(run, tensorboard, say, log, is_main),
+        report,
         SampleGrids(run, G_ema, (grid_z, grid_c), batch_gpu, grid, tcfg.image_snapshot_ticks, is_main),
         Evaluation(setup, G_ema, info, log, is_main, device),
         checkpointing,
@@ -323,6 +352,18 @@ def train(setup: TrainingSetup) -> TrainResult:
     maintenance_seconds = 0.0
     status = "complete"
     reals_per_step = objective.reals_per_minibatch()
+    checked_networks = {"G": G, "D": D, "G_ema": G_ema}
+    check_losses = scaler is None  # fp16 loss scaling skips non-finite steps by design
+    check_every_minibatch = perf.finite_check == "minibatch"
+    diverged: list[str] | None = None  # what was non-finite
+
+    def divergence(values: dict[str, Any]) -> list[str] | None:
+        """What is non-finite (agreed by every process), or None."""
+        bad = [f"loss {key}" for key in nonfinite_losses(values)] if check_losses else []
+        bad += [f"weights of {name}" for name in nonfinite_networks(checked_networks)]
+        if not any_process(bool(bad), device):
+            return None
+        return bad or ["values on another process"]
 
     log(
         f"training {recipe.method} on {recipe.dataset} ({recipe.preset}, {objective.kind}) for "
@@ -345,6 +386,8 @@ def train(setup: TrainingSetup) -> TrainResult:
             prog.batch_idx += 1
             method.end_of_minibatch(prog.cur_nimg, prog.batch_idx)
             advance(prog.cur_nimg)
+            if check_every_minibatch and (diverged := divergence(stats.means())):
+                break
 
             done = prog.cur_nimg >= total_nimg
             elapsed = time.time() - session_start
@@ -390,6 +433,11 @@ def train(setup: TrainingSetup) -> TrainResult:
                 stats.reset()
                 ticks.append(record)
                 tick = Tick(prog, record, done=done, stopping=stopping, ended=True)
+            # Before any hook draws, evaluates or checkpoints: a diverged state is never kept.
+            if diverged := divergence(tick.record["losses"] if tick.record else stats.means()):
+                if tick.record is not None:
+                    report.on_tick(tick)  # stats.jsonl and the status line show the non-finite tick
+                break
             maintenance_start = time.time()
             for hook in hooks:
                 hook.on_tick(tick)
@@ -416,6 +464,15 @@ def train(setup: TrainingSetup) -> TrainResult:
             session.end_reason = reason
             break
 
+    detail = None
+    if diverged is not None:
+        status = "diverged"
+        kept = ckpt.list_checkpoints(run.path).get("last") if is_main else None
+        detail = f"non-finite {', '.join(diverged[:4])} at kimg {prog.cur_nimg / 1000:.3f}; " + (
+            f"the last finite checkpoint is {kept.name}" if kept else "no checkpoint was written"
+        )
+        log(f"diverged: {detail}")
+        session.end_reason = "diverged"
     sampler.close()
     tensorboard.close()
     if status == "complete":
@@ -430,9 +487,13 @@ def train(setup: TrainingSetup) -> TrainResult:
         session.wall_seconds = time.time() - session_start
         info.sessions[-1] = session
         info.status = status
+        info.status_detail = detail
+        info.diverged_kimg = prog.cur_nimg / 1000 if diverged is not None else None
         account(info, session, prog)
         run.write_info(info)
-    return TrainResult(status=status, cur_nimg=prog.cur_nimg, checkpoint=checkpointing.last, ticks=ticks)
+    return TrainResult(
+        status=status, cur_nimg=prog.cur_nimg, checkpoint=checkpointing.last, ticks=ticks, detail=detail
+    )
 
 
 @contextlib.contextmanager

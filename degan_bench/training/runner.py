@@ -22,8 +22,9 @@ from typing import Any
 import torch
 
 from degan_bench.core import checkpoint as ckpt
+from degan_bench.core.device import parse_device
 from degan_bench.core.rundir import RunDir, RunInfo, utc_now
-from degan_bench.errors import DeganError, ResumeError
+from degan_bench.errors import ResumeError
 from degan_bench.paths import runs_dir
 from degan_bench.recipes.loader import UNHASHED_KEYS, ResolvedRecipe, canonical_hash, diff_recipes
 
@@ -49,6 +50,7 @@ class RunPlan:
     already_complete: bool = False
     forced: bool = False
     notice: str | None = None  # one line the CLI shows before training (e.g. a resume that found nothing)
+    created: bool = False  # the directory was made by this plan (removed again if the run cannot start)
 
 
 def _locate(
@@ -91,7 +93,7 @@ def plan_run(
         _create(run, resolved, seed)
         if notice:
             run.log(notice)
-        return RunPlan(run=run, resume_payload=None, notice=notice)
+        return RunPlan(run=run, resume_payload=None, notice=notice, created=True)
     if resume is None:
         raise ResumeError(
             f"run directory {run.path} already exists",
@@ -101,14 +103,19 @@ def plan_run(
     forced = _check_same_experiment(run, info, resolved, seed, force)
     if info.status == "complete" and explicit_ckpt is None:
         return RunPlan(run=run, resume_payload=None, already_complete=True, forced=forced)
+    for leftover in ckpt.clean_temp_files(run):
+        run.log(f"removed {leftover.name}, a partial write of a process that was killed")
+    skipped: list[str] = []
     if explicit_ckpt is not None:
         payload = ckpt.load_checkpoint(explicit_ckpt)
         source = explicit_ckpt
     else:
-        found = ckpt.latest_valid_checkpoint(run, log=run.log)
+        found = ckpt.latest_valid_checkpoint(
+            run, log=lambda message: (run.log(message), skipped.append(message))
+        )
         if found is None:
             run.log("resume: no checkpoint yet; starting from scratch in place")
-            return RunPlan(run=run, resume_payload=None, forced=forced)
+            return RunPlan(run=run, resume_payload=None, forced=forced, notice="; ".join(skipped) or None)
         source, payload = found
     if payload.get("seed") != seed and not force:
         raise ResumeError(
@@ -118,7 +125,9 @@ def plan_run(
     payload["_forced"] = forced
     payload["_source"] = str(source)
     run.log(f"resume from {source.name} (kimg {payload['cur_nimg'] / 1000:.3f})")
-    return RunPlan(run=run, resume_payload=payload, forced=forced)
+    if skipped:  # a newer checkpoint was unreadable: say so where the user looks, not only in log.txt
+        skipped.append(f"resuming from {source.name} (kimg {payload['cur_nimg'] / 1000:.3f}) instead")
+    return RunPlan(run=run, resume_payload=payload, forced=forced, notice="; ".join(skipped) or None)
 
 
 def _other_recipes_notice(run: RunDir, resolved: ResolvedRecipe, seed: int) -> str | None:
@@ -201,12 +210,5 @@ def _check_same_experiment(
 
 
 def select_device(requested: str) -> torch.device:
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(requested)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise DeganError(
-            "--device cuda was asked for but no CUDA device is visible",
-            fix="check `degan-bench doctor`, or use --device cpu",
-        )
-    return device
+    """``--device`` to a torch device; a one-line error for a bad or missing device."""
+    return parse_device(requested)
