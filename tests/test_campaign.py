@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -358,6 +359,52 @@ def test_a_waiting_big_job_is_not_starved_by_small_ones(tmp_path: Path) -> None:
     assert strict[:2] == ["long1", "gate1"] and strict[2] == "big2"  # no small job overtakes it
     backfilled = scenario(tmp_path / "known", estimates=True)
     assert backfilled[:2] == ["long1", "gate1"] and backfilled.index("big2") > backfilled.index("small0")
+
+
+def test_a_ci_cancels_second_signal_is_the_same_stop_request_while_jobs_checkpoint(tmp_path: Path) -> None:
+    """SIGINT, then SIGTERM 1 s later (a CI cancel): the job gets one SIGTERM and finishes its 1.5 s
+    "checkpoint"; the second signal only says so; then stop signals are ignored until the process exits."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    script = (
+        "import signal, sys, time\n"
+        "def stop(*_):\n"
+        "    time.sleep(1.5)  # a slow checkpoint\n"
+        f"    open({str(marks / 'stopped')!r}, 'w').write('ok')\n"
+        "    sys.exit(75)\n"
+        "signal.signal(signal.SIGTERM, stop)\n"
+        f"open({str(marks / 'ready')!r}, 'w').write('ok')\n"
+        "time.sleep(60)\n"
+    )
+    job = FakeJob("slow", 1, marks)
+    job.command = lambda **_: [sys.executable, "-c", script]  # type: ignore[method-assign]
+    events: list[str] = []
+    queue = LocalQueue(["0"], tmp_path / "logs", refresh=lambda j: None, on_event=events.append)
+
+    def cancel_like_ci() -> None:  # once the job can take a signal: SIGINT, then SIGTERM 1 s later
+        deadline = time.monotonic() + 60
+        while not (marks / "ready").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    canceller = threading.Thread(target=cancel_like_ci, daemon=True)
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with queue.signal_scope(until_exit_after_stop=True):
+            canceller.start()
+            (result,) = queue.run([job])  # type: ignore[list-item]
+        assert result.outcome == "stopped" and result.returncode == 75
+        assert (marks / "stopped").read_text() == "ok"  # the checkpoint was not abandoned
+        assert any(e.startswith("SIGINT: no new jobs") for e in events), events
+        assert any(e.startswith("SIGTERM: the same stop request") for e in events), events
+        assert queue.stop_reason != "aborted"
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN  # the command only exits now
+    finally:
+        canceller.join(timeout=60)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 # -- SLURM -----------------------------------------------------------------------------------------

@@ -92,11 +92,15 @@ def test_three_ci_jobs_stopped_by_deadline_and_signals_end_bit_identical(
     time.sleep(0.3)
     second.send_signal(signal.SIGINT)
     time.sleep(1.0)
-    second.send_signal(signal.SIGTERM)
+    # A tiny run checkpoints fast: the SIGTERM may land while the job stops (the same stop request),
+    # after it (ignored while the sweep exits) or never (the sweep is gone); it must never kill the sweep
+    # (test_campaign.py checks the same-request message deterministically with a slow checkpoint).
+    if second.poll() is None:
+        second.send_signal(signal.SIGTERM)
     out, _ = second.communicate(timeout=600)
     transcript += ["$ CI job 2: sweep --deadline-minutes 10, SIGINT then SIGTERM 1 s later", out]
     assert second.returncode == ExitCode.PROGRESS, out
-    assert "SIGINT: no new jobs" in out and "SIGTERM: the same stop request" in out
+    assert "SIGINT: no new jobs" in out and "third signal" not in out
     assert f"stopped {jobs[0].name} (exit 75" in out
     info = RunDir(jobs[0].run_dir).read_info()
     assert kimg_after_1 < info.cur_nimg < 240 and info.status == "stopped"

@@ -219,27 +219,28 @@ def sweep_command(
         on_event=lambda message: console.print(message, highlight=False, soft_wrap=True, markup=False),
         deadline=deadline,
     )
-    results = queue.run(todo)
-    outcomes: dict[str, int] = {}
-    for result in results:
-        outcomes[result.outcome] = outcomes.get(result.outcome, 0) + 1
-    console.print(
-        "sweep: " + (", ".join(f"{n} {o}" for o, n in outcomes.items()) or "nothing to run"), highlight=False
-    )
-    for result in results:
-        if result.outcome == "failed":
-            console.print(
-                f"[red]failed[/] {result.job.name}: see {result.log}", highlight=False, soft_wrap=True
-            )
-    aborted = queue.stop_reason == "aborted"
-    code = sweep_exit_code(results, selected, aborted=aborted)
-    if summary_json is not None:
-        _write_summary(summary_json, code, results, queue.stop_reason)
-    if not no_table and not aborted:
-        _rebuild_tables(tables, root, preset, out)
-    console.print(f"exit {int(code)}: {_EXIT_WORDS.get(int(code), 'aborted')}", highlight=False)
-    if code:
-        raise typer.Exit(int(code))
+    # a second signal after the jobs stopped (tables, exit) is still the same stop request
+    with queue.signal_scope(until_exit_after_stop=True):
+        results = queue.run(todo)
+        outcomes: dict[str, int] = {}
+        for result in results:
+            outcomes[result.outcome] = outcomes.get(result.outcome, 0) + 1
+        counts = ", ".join(f"{n} {o}" for o, n in outcomes.items())
+        console.print(f"sweep: {counts or 'nothing to run'}", highlight=False)
+        for result in results:
+            if result.outcome == "failed":
+                console.print(
+                    f"[red]failed[/] {result.job.name}: see {result.log}", highlight=False, soft_wrap=True
+                )
+        aborted = queue.stop_reason == "aborted"
+        code = sweep_exit_code(results, selected, aborted=aborted)
+        if summary_json is not None:
+            _write_summary(summary_json, code, results, queue.stop_reason)
+        if not no_table and not aborted:
+            _rebuild_tables(tables, root, preset, out)
+        console.print(f"exit {int(code)}: {_EXIT_WORDS.get(int(code), 'aborted')}", highlight=False)
+        if code:
+            raise typer.Exit(int(code))
 
 
 _EXIT_WORDS = {

@@ -38,7 +38,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -147,6 +147,7 @@ class LocalQueue:
     stop_requests: int = 0  # signals received
     stop_reason: str = ""
     _running: list[_Running] = field(default_factory=list)
+    _handling_signals: bool = False
 
     @property
     def on_cpu(self) -> bool:
@@ -254,6 +255,31 @@ class LocalQueue:
             self.on_event(f"{name}: third signal, aborting: killing {running} running job(s)")
             self.stop_reason = "aborted"
             self._abort()
+            if not running:  # the jobs are gone: abort what the command is still doing
+                raise KeyboardInterrupt(f"aborted by a third signal ({name})")
+
+    @contextlib.contextmanager
+    def signal_scope(self, *, until_exit_after_stop: bool = False) -> Iterator[None]:
+        """The queue's signal handling (a first signal stops, the second is the same request, the third
+        aborts), held for as long as the caller needs it. ``degan-bench sweep`` holds it over the whole
+        command and, once a signal stopped it, ignores stop signals until the process exits
+        (``until_exit_after_stop``): a CI cancel's second signal may arrive after the jobs stopped,
+        while the leaderboards are written or the interpreter exits, and must never kill the sweep."""
+        if self._handling_signals or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.signal(sig, self._handle_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        self._handling_signals = True
+        try:
+            yield
+        finally:
+            keep = until_exit_after_stop and self.stop_requests
+            for sig, handler in previous.items():
+                # After a signalled stop the command only exits: ignore further stop signals, which
+                # would otherwise kill the interpreter while it shuts down (it restores the default
+                # handlers then, but keeps SIG_IGN).
+                signal.signal(sig, signal.SIG_IGN if keep else handler)
+            self._handling_signals = False
 
     # -- the loop -------------------------------------------------------------------------------
     def _blocker(self, job: Any, queued: set[int]) -> tuple[str, bool]:
@@ -296,12 +322,7 @@ class LocalQueue:
         pending = list(jobs)
         results: dict[int, JobResult] = {}
         order = {id(job): i for i, job in enumerate(jobs)}
-        install = threading.current_thread() is threading.main_thread()
-        previous = {}
-        if install:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                previous[sig] = signal.signal(sig, self._handle_signal)
-        try:
+        with self.signal_scope():
             while pending or self._running:
                 queued = {id(j) for j in pending} | {id(r.job) for r in self._running}
                 for job in list(pending):  # skip what a failed dependency blocks (transitively, in order)
@@ -343,9 +364,6 @@ class LocalQueue:
                 if not self._running and (self.stop_reason or not (started or finished)):
                     break  # nothing can change any more
                 time.sleep(POLL_SECONDS)
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
         queued = {id(j) for j in pending}
         for job in pending:
             log = self.log_dir / f"{job.name}.log"
