@@ -59,3 +59,36 @@ def test_insgen_ffhq_commands_show_only_what_the_readme_gives() -> None:
         provenance = paper("insgen", dataset).provenance
         assert "--mirror" not in provenance.upstream_command and "--subset" not in provenance.upstream_command
         assert "--mirror=1" in provenance.notes  # what the recipe adds is said in the notes
+
+
+# -- third review against the official code (issue 17) -----------------------------------------------------
+HINGE = [(m, d, b) for m, d, b in PAPER if paper(m, d, b).loss.kind == "hinge"]
+
+
+def _bases(method: str, dataset: str, backbone: str | None) -> set[str]:
+    return {Path(f).name for f in resolve_recipe(method, dataset, "paper", [], backbone=backbone).files}
+
+
+def test_biggan_ema_and_schedule_follow_each_code_bases_counter() -> None:
+    """Item 1: DiffAugment/DigGAN's train.py and StudioGAN count iterations from 0 and increment after the
+    step: G_ema averages at step 1, copies at 2..1000, averages from 1001. The forks save/evaluate when
+    itr % every == 0 before the increment (after iterations 1, N+1, ...), StudioGAN after N, 2N."""
+    seen = {"biggan-cifar.yaml": 0, "biggan-studiogan-cifar.yaml": 0}
+    for method, dataset, backbone in HINGE:
+        recipe = paper(method, dataset, backbone)
+        chain = _bases(method, dataset, backbone)
+        assert recipe.training.ema_itr_base == 0, (method, dataset)
+        if "biggan-studiogan-cifar.yaml" in chain:
+            seen["biggan-studiogan-cifar.yaml"] += 1
+            assert recipe.training.ema_start_step == 1000
+            assert recipe.training.first_tick == "full" and not recipe.evaluation.at_first_tick
+            assert "counted from 1" not in " ".join(recipe.provenance.deviations)
+        elif "biggan-cifar.yaml" in chain:
+            seen["biggan-cifar.yaml"] += 1
+            assert recipe.training.ema_start_step == 1000
+            assert recipe.training.first_tick == "one_minibatch" and recipe.evaluation.at_first_tick
+            reals_per_iteration = recipe.training.batch * recipe.loss.d_steps
+            assert recipe.training.kimg_per_tick * 1000 / reals_per_iteration == 200  # ticks of 200
+            every = recipe.evaluation.interval_kimg * 1000 / reals_per_iteration  # --test_every
+            assert every % 200 == 0, (method, dataset)  # evaluations after iterations 1, every + 1, ...
+    assert seen["biggan-cifar.yaml"] >= 30 and seen["biggan-studiogan-cifar.yaml"] == 6
