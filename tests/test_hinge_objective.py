@@ -1,6 +1,6 @@
 """The BigGAN objective (loss.kind hinge) on toy networks whose outputs are known in closed form: hinge
 values, the D:G step ratio and the reals each D step sees, uniform class labels, G_ema per G step from
-the start iteration, and the per-half leaves for methods that need grad_x D."""
+the start iteration on each code base's counter, and the per-half leaves for methods that need grad_x D."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from torch import nn
 
 from degan_bench.methods.base import Method, MethodContext
 from degan_bench.recipes.schema import LossConfig, Recipe, TrainingConfig
+from degan_bench.training.ema import fixed_decay
 from degan_bench.training.objectives import get_objective
 from degan_bench.training.objectives.base import MinibatchInfo, ObjectiveContext
 from degan_bench.training.objectives.hinge import hinge_d_loss, hinge_g_loss
@@ -78,7 +79,9 @@ class InputGrad(Recorder):
         return {"gap": (grads[0].flatten(1).norm(dim=1) - grads[1].flatten(1).norm(dim=1)).square().mean()}
 
 
-def build(method_cls=Recorder, d_steps=4, batch=6, batch_gpu=3, ema_decay=0.5, ema_start_step=2):
+def build(
+    method_cls=Recorder, d_steps=4, batch=6, batch_gpu=3, ema_decay=0.5, ema_start_step=2, ema_itr_base=0
+):
     torch.manual_seed(0)
     G, D = ToyG(), ToyD()
     G_ema = ToyG().eval().requires_grad_(False)
@@ -89,7 +92,11 @@ def build(method_cls=Recorder, d_steps=4, batch=6, batch_gpu=3, ema_decay=0.5, e
         purpose="demo",
         loss=LossConfig(kind="hinge", d_steps=d_steps, r1_gamma=0.0, pl_weight=0.0),
         training=TrainingConfig(
-            batch=batch, batch_gpu=batch_gpu, ema_decay=ema_decay, ema_start_step=ema_start_step
+            batch=batch,
+            batch_gpu=batch_gpu,
+            ema_decay=ema_decay,
+            ema_start_step=ema_start_step,
+            ema_itr_base=ema_itr_base,
         ),
     )
     ctx = MethodContext(
@@ -169,17 +176,38 @@ def test_fake_labels_are_uniform_over_classes() -> None:
     assert torch.all((counts - 1 / C).abs() < 0.015)
 
 
-def test_g_ema_copies_g_before_the_start_iteration_then_averages_the_whole_state() -> None:
-    objective, _method, G, _D, G_ema = build(ema_decay=0.5, ema_start_step=2)
+@pytest.mark.parametrize(
+    ("itr_base", "averaged"),
+    [
+        # DiffAugment/DigGAN train.py, StudioGAN: ema.update(itr) with itr = 0, 1, 2, ... and `if itr and itr
+        # < start`: step 1 averages (itr 0 is falsy), steps 2..start copy, averaging from step start + 1.
+        (0, [True, False, False, True, True, True]),
+        # upstream BigGAN-PyTorch increments itr before the step: steps 1..start - 1 copy.
+        (1, [False, False, True, True, True, True]),
+    ],
+)
+def test_g_ema_schedule_follows_the_code_bases_iteration_counter(itr_base: int, averaged: list[bool]) -> None:
+    assert [fixed_decay(step, 0.5, 3, itr_base) == 0.5 for step in range(1, 7)] == averaged
+    assert [fixed_decay(step, 0.5, 3, itr_base) for step in range(1, 7)] == [
+        0.5 if a else 0.0 for a in averaged
+    ]
+    assert all(fixed_decay(step, 0.5, 0, itr_base) == 0.5 for step in range(1, 4))  # SNGAN: from step 1
+
+
+@pytest.mark.parametrize("itr_base", [0, 1])
+def test_g_ema_averages_the_whole_state_on_the_schedule(itr_base: int) -> None:
+    objective, _method, G, _D, G_ema = build(ema_decay=0.5, ema_start_step=3, ema_itr_base=itr_base)
     reals = Reals(6)
-    objective.train_minibatch(reals, MinibatchInfo(batch_idx=0, cur_nimg=0), StatsCollector())  # iteration 1
-    for key, value in G.state_dict().items():
-        assert torch.equal(G_ema.state_dict()[key], value), key  # decay 0 before ema_start_step
-    before = {k: v.clone() for k, v in G_ema.state_dict().items()}
-    objective.train_minibatch(reals, MinibatchInfo(batch_idx=1, cur_nimg=24), StatsCollector())  # iteration 2
-    for key, value in G.state_dict().items():
-        expected = before[key] * 0.5 + value * 0.5
-        torch.testing.assert_close(G_ema.state_dict()[key], expected)
+    expected = {k: v.clone() for k, v in G_ema.state_dict().items()}  # G_ema starts as a copy of G
+    for batch_idx in range(5):
+        objective.train_minibatch(
+            reals, MinibatchInfo(batch_idx=batch_idx, cur_nimg=24 * batch_idx), StatsCollector()
+        )
+        decay = fixed_decay(batch_idx + 1, 0.5, 3, itr_base)
+        assert decay in (0.0, 0.5)
+        expected = {k: expected[k] * decay + v * (1 - decay) for k, v in G.state_dict().items()}
+        for key, value in G_ema.state_dict().items():
+            torch.testing.assert_close(value, expected[key], msg=f"{key} after G step {batch_idx + 1}")
     assert float(G_ema.stat) != float(G.stat)  # buffers are averaged too, as BigGAN-PyTorch's ema does
 
 

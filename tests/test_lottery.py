@@ -1,19 +1,38 @@
 """Lottery-ticket pieces on toy tensors: global magnitude pruning (both official rules), the prunable
-tensors of the real models, and the AdvAug perturbation (size, sign, the BigGAN code's zero steps)."""
+tensors of the real models, the AdvAug perturbation (size, sign, the BigGAN code's zero steps), and which
+IMP mask chain a Stage II ticket trains with."""
 
 from __future__ import annotations
+
+import copy
+import json
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 from torch import nn
 
-from degan_bench.methods.lottery import LotteryConfig, find_section, perturb
+from degan_bench.errors import MethodError
+from degan_bench.methods.base import MethodContext
+from degan_bench.methods.lottery import (
+    ARTIFACTS,
+    INIT_FILE,
+    MASK_FILE,
+    LotteryConfig,
+    LotteryMethod,
+    averaged_weights,
+    find_section,
+    perturb,
+)
 from degan_bench.methods.pruning import apply_masks, conv_weights, count, full_masks, prune_global
 from degan_bench.models.biggan.config import preset
 from degan_bench.models.biggan.networks import build as build_biggan
 from degan_bench.models.sngan.config import SNGANConfig
 from degan_bench.models.sngan.networks import build as build_sngan
+from degan_bench.recipes.loader import canonical_hash
 
 
 def two_layers(seed: int = 0) -> dict[str, torch.Tensor]:
@@ -136,3 +155,67 @@ def test_config_keeps_stage_one_unaugmented_and_names_the_chain() -> None:
     assert find_section(section, 2) == {
         "stage": "find", "round": 2, "policy": "none", "advaug": "none", "advaug_gamma": 0.01,
     }  # fmt: skip
+
+
+# -- item 2 of the third review: the averaged generator's own mask chain (SNGAN Stage II) --------------------
+def test_averaged_weights_are_g_ema_where_kept_and_the_init_where_g_pruned() -> None:
+    init = {"a.weight": torch.full((2, 1, 1, 1), 5.0), "b.weight": torch.full((3, 1, 1, 1), -4.0)}
+    g_ema = {"a.weight": torch.tensor([0.5, 0.0]).view(2, 1, 1, 1), "b.weight": torch.zeros(3, 1, 1, 1)}
+    g_masks = {
+        "a.weight": torch.tensor([True, False]).view(2, 1, 1, 1),
+        "b.weight": torch.zeros(3, 1, 1, 1).bool(),
+    }
+    out = averaged_weights(g_ema, g_masks, init)
+    assert (
+        out["a.weight"].flatten().tolist() == [0.5, 5.0] and out["b.weight"].flatten().tolist() == [-4.0] * 3
+    )
+
+
+def test_the_averaged_chain_keeps_what_g_pruned_when_its_rewound_init_is_large() -> None:
+    """SNGAN/train_impg_less.py prunes avg_gen_net on its own weights, gen_avg_param, which holds the
+    rewound initial value where G's mask pruned; pruning our G_ema (zero there) would drop those first."""
+    init = {"w.weight": torch.tensor([3.0, 2.0, 0.1, 0.2, 0.3]).view(5, 1, 1, 1)}
+    g_mask = {"w.weight": torch.tensor([False, True, True, True, True]).view(5, 1, 1, 1)}  # G pruned entry 0
+    ema_mask = full_masks(init)  # the averaged chain kept everything so far
+    g_ema = {"w.weight": torch.tensor([0.0, 1.0, 0.4, 0.5, 0.6]).view(5, 1, 1, 1)}  # ours: zero where pruned
+    official = prune_global(averaged_weights(g_ema, g_mask, init), ema_mask, 0.2)
+    naive = prune_global(g_ema, ema_mask, 0.2)
+    assert official["w.weight"].flatten().tolist() == [True, True, False, True, True]  # |0.4| goes
+    assert naive["w.weight"].flatten().tolist() == [False, True, True, True, True]
+
+
+def test_stage_two_takes_the_chain_ticket_mask_names(tmp_path: Path) -> None:
+    """lottery.ticket_mask g_ema trains with the averaged generator's chain, g with G's."""
+    G, D = build_sngan(SNGANConfig(z_dim=8, g_ch=4, d_ch=4), 32)
+    names = list(conv_weights(G))
+    g_chain = {k: torch.rand(v.shape) > 0.3 for k, v in conv_weights(G).items()}
+    ema_chain = {k: torch.rand(v.shape) > 0.5 for k, v in conv_weights(G).items()}
+    for ticket_mask, expected in (("g", g_chain), ("g_ema", ema_chain)):
+        runs = tmp_path / ticket_mask
+        section = {"stage": "train", "round": 1, "policy": "none", "advaug": "gd", "ticket_mask": ticket_mask}
+        recipe = {"method": "lottery", "dataset": "toy", "lottery": section}
+        find = runs / "find-1"
+        (find / ARTIFACTS).mkdir(parents=True)
+        run_info = {"recipe_hash": canonical_hash({**recipe, "lottery": find_section(section, 1)}), "seed": 0}
+        (find / "run.json").write_text(json.dumps({**run_info, "status": "complete"}))
+        torch.save({"G": G.state_dict(), "D": D.state_dict()}, find / ARTIFACTS / INIT_FILE)
+        masks = {"round": 1, "G": g_chain, "G_ema": ema_chain, "D": {}, "source": "find-0"}
+        torch.save(masks, find / ARTIFACTS / MASK_FILE)
+        (runs / "ticket").mkdir()
+        (runs / "ticket" / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+        G_ema = copy.deepcopy(G)
+        ctx = MethodContext(G=G, D=D, G_ema=G_ema, device=torch.device("cpu"), resolution=32, num_images=10,
+                            batch=2, batch_gpu=2, total_kimg=1.0, g_lr=1e-4, d_lr=1e-4, betas=(0.0, 0.9),
+                            objective="hinge", run_dir=runs / "ticket", seed=0)  # fmt: skip
+        method = LotteryMethod(LotteryConfig(**section), ctx)
+        assert list(method.g_masks) == names
+        assert all(torch.equal(method.g_masks[k], expected[k]) for k in names), ticket_mask
+        assert all((G_ema.state_dict()[k][~expected[k]] == 0).all() for k in names)
+        saved = torch.load(runs / "ticket" / ARTIFACTS / MASK_FILE, weights_only=True)
+        assert saved["ticket_mask"] == ticket_mask and saved["source"] == "find-1"
+    # a chain made before the averaged masks were kept cannot give them
+    del masks["G_ema"]
+    torch.save(masks, tmp_path / "g_ema" / "find-1" / ARTIFACTS / MASK_FILE)
+    shutil.rmtree(tmp_path / "g_ema" / "ticket" / ARTIFACTS)
+    with pytest.raises(MethodError, match="no G_ema mask chain"):
+        LotteryMethod(LotteryConfig(**section), ctx)

@@ -15,7 +15,7 @@ from tiny import assert_same
 from degan_bench.core import checkpoint as ckpt
 from degan_bench.core.rundir import RunDir
 from degan_bench.errors import MethodError
-from degan_bench.methods.lottery import ARTIFACTS, INIT_FILE, MASK_FILE
+from degan_bench.methods.lottery import ARTIFACTS, INIT_FILE, MASK_FILE, averaged_weights
 from degan_bench.methods.pruning import conv_weights, count, prune_global
 from degan_bench.models import build_models
 from degan_bench.recipes.loader import resolve_recipe
@@ -73,6 +73,12 @@ def test_imp_chain_then_ticket_with_advaug_and_exact_resume(cifar: Path, tmp_pat
     remaining, total = count(m1["G"])
     assert total - remaining == int(0.2 * total) + 1
     assert set(m1["G"]) == set(conv_weights(G))
+    # Beside it, the averaged generator's own chain (SNGAN's avg_gen_net): pruned on round 0's G_ema, with
+    # the initial weight standing in wherever G's mask had pruned (nothing yet in round 0).
+    assert count(m0["G_ema"]) == count(m0["G"])
+    averaged = averaged_weights({k: last(r0)["G_ema"][k] for k in m0["G"]}, m0["G"], init0["G"])
+    assert_same(prune_global(averaged, m0["G_ema"], 0.2, "studiogan_threshold"), m1["G_ema"])
+    assert any(not torch.equal(m1["G"][k], m1["G_ema"][k]) for k in m1["G"])
 
     # Round 1 trained with the mask: zero in G and G_ema of every checkpoint; D was rewound dense.
     final1 = last(r1)
@@ -88,7 +94,7 @@ def test_imp_chain_then_ticket_with_advaug_and_exact_resume(cifar: Path, tmp_pat
     assert straight.status == "complete"
     t_mask = torch.load(runs / "ticket" / ARTIFACTS / MASK_FILE, weights_only=True)
     assert_same(t_mask["G"], m1["G"])
-    assert t_mask["source"] == "find-1"
+    assert t_mask["source"] == "find-1" and t_mask["ticket_mask"] == "g"  # the BigGAN code's source
     final_t = last(runs / "ticket")
     assert_masked(final_t["G"], m1["G"], "ticket G")
     assert_masked(final_t["G_ema"], m1["G"], "ticket G_ema")

@@ -181,4 +181,7 @@ def test_batch_size_does_not_change_the_number(image_sets, data, declared_standi
         )["value"]
         for batch_size in (5, 24)
     ]
-    assert rel_diff(values[0], values[1]) <= 1e-5
+    # KID of these near-identical sets is ~2e-5, a difference of large terms: features computed in batches
+    # of 5 or 24 differ at float rounding, which it magnifies to 3e-4 relative with ATEN_CPU_CAPABILITY=
+    # default (0 with AVX-512). Dropping the last partial batch (20 of 24 images) moves it by 47 %.
+    assert rel_diff(values[0], values[1]) <= 1e-2

@@ -135,7 +135,7 @@ def test_committed_copies_that_disagree_are_found() -> None:
         ("lottery", "diffaugment", "minegan", "grumpy-cat-100")
     ]
     assert (found[0].copy["value"], found[0].original["value"]) == (35.54, 34.54)
-    assert "lottery Table 5 prints 35.54" in found[0].text and "prints 34.54" in found[0].text
+    assert "lottery arXiv v3 Table 5 prints 35.54" in found[0].text and "prints 34.54" in found[0].text
 
 
 def test_conflicts_follow_the_quoted_version(tmp_path: Path) -> None:

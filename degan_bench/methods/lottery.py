@@ -9,7 +9,12 @@ round needs in its run directory:
 - ``lottery/init.pt``: the initial G and D state (round 0 saves the networks it built; round ``k``
   copies round ``k - 1``'s file), the ``theta_0`` / ``phi_0`` every round rewinds to;
 - ``lottery/mask.pt``: the masks this round trains with. Round ``k >= 1`` derives them when it starts:
-  ``m_k = prune(m_{k-1}, final weights of round k - 1, prune_ratio)``, so (1 - ratio)^k remain.
+  ``m_k = prune(m_{k-1}, final weights of round k - 1, prune_ratio)``, so (1 - ratio)^k remain. Beside
+  G's chain it keeps the averaged generator's own chain ``G_ema``, as ``SNGAN/train_impg_less.py``
+  prunes ``avg_gen_net`` every round: ``m~_k = prune(m~_{k-1}, G_ema of round k - 1, prune_ratio)`` where
+  the G_ema weights are the official ``gen_avg_param``, an average of G's unmasked ``weight_orig``: equal
+  to our G_ema where G's mask keeps a weight, and to the initial weight where it pruned it (a pruned
+  ``weight_orig`` gets no gradient and stays at its rewound value). The two chains part from round 2 on.
 
 Round ``k`` finds round ``k - 1`` among the sibling run directories by recipe hash (the same recipe
 with ``lottery.round = k - 1``) and seed, and needs it complete. Default scope ``g_conv`` is the
@@ -19,9 +24,12 @@ each round. ``prune_scope: g_and_d_conv`` is Algorithm 1 of the paper: D's conv 
 global 20 % pruning (a separate pool, so G's and D's magnitude scales do not compete) and D trains
 with its mask too.
 
-**Stage II, ``train``**: the ticket of round ``r`` (``lottery.round``: the mask Stage I round ``r``
-trained with, located like above) trained from the initialization with the mask held fixed, plus
-DiffAugment (``lottery.policy``) and/or AdvAug (``lottery.advaug``).
+**Stage II, ``train``**: the ticket of round ``r`` (``lottery.round``: the masks of Stage I round ``r``,
+located like above) trained from the initialization with the mask held fixed, plus DiffAugment
+(``lottery.policy``) and/or AdvAug (``lottery.advaug``). ``lottery.ticket_mask`` picks the chain:
+``g_ema`` (SNGAN code: ``train_with_masks_adv_gd_less.py`` loads the ``*.weight_mask`` entries of the
+checkpoint's ``avg_gen_state_dict``) or ``g`` (BigGAN code: ``load_framework_ompg.py`` extracts the masks
+from the ``model=G`` checkpoint).
 
 The mask is held fixed by zeroing the pruned weights after every optimizer step of G (and of D under
 ``g_and_d_conv``) and in G_ema after every minibatch; the masks are also saved in the method state of
@@ -41,9 +49,10 @@ unpruned weights follow the same trajectory either way and the pruned ones are z
   ``mean D(G.body(h_adv))`` on un-augmented fakes, ``L_G = (L_G(clean) + L_G(G.body(h + delta))) / 2``.
   The BigGAN code feeds the perturbed fakes to D without DiffAugment (``advaug_g_augment: false``).
 
-``advaug_steps`` 1 and ``advaug_gamma`` 0.01 are the paper's and ``SNGAN/cfg.py``'s defaults; the
-released BigGAN entry points default to ``--steps 0 --gamma 0`` (``main_ompg.py``), which makes the
-perturbed term the clean one again: set ``advaug_steps: 0`` to reproduce that.
+``advaug_steps`` 1 and ``advaug_gamma`` 0.01 are the paper's text ("PGD-1 and step size 0.01") and
+``SNGAN/cfg.py``'s defaults; the released BigGAN entry point defaults to ``--steps 0`` (``main_ompg.py``)
+and README.md passes only ``--gamma 0.01``, which makes the perturbed term the clean one again. The
+BigGAN recipes follow the command (``advaug_steps: 0``); one step is their opt-in variant.
 
 **Composition** (Stage II; Table 4's rows): ``lottery.ada`` trains the ticket with StyleGAN2-ADA's
 adaptive augmentation instead of DiffAugment (as method ``ada``; StyleGAN2 objective only), and
@@ -107,7 +116,11 @@ class LotteryConfig:
     advaug: Literal["none", "gd", "g", "d"] = param(
         "none", help="Stage II feature-level adversarial augmentation on G and D, G only, D only, or none"
     )
-    advaug_steps: int = param(1, help="PGD steps (BigGAN code default 0 = no perturbation)", min=0)
+    advaug_steps: int = param(
+        1,
+        help="PGD steps (the paper's text and SNGAN: 1; BigGAN main_ompg.py default: 0 = no perturbation)",
+        min=0,
+    )
     advaug_gamma: float = param(0.01, help="PGD step size on the features (sign-gradient)", min=0.0)
     advaug_d_score: Literal["mean_logit", "hinge_real"] = param(
         "mean_logit",
@@ -116,6 +129,12 @@ class LotteryConfig:
     )
     advaug_g_augment: bool = param(
         False, help="DiffAugment the perturbed fakes of the G step (BigGAN code: no)"
+    )
+    ticket_mask: Literal["g", "g_ema"] = param(
+        "g",
+        help="Stage II: which IMP chain the ticket takes its G mask from: 'g' = the masks the online G was "
+        "pruned with (BigGAN code); 'g_ema' = the averaged generator's own chain, pruned each round on "
+        "G_ema's weights (SNGAN code: avg_gen_state_dict's weight_mask). Stage I keeps both",
     )
     ada: AdaConfig | None = param(
         None, help="Stage II ADA on every D input instead of DiffAugment (Table 4 '+ ADA'); {} = defaults"
@@ -163,6 +182,15 @@ def perturb(h: torch.Tensor, score: Any, steps: int, gamma: float) -> torch.Tens
         (grad,) = torch.autograd.grad(score(x), x)
         delta = delta + gamma * grad.sign()
     return h + delta
+
+
+def averaged_weights(
+    g_ema: dict[str, torch.Tensor], g_masks: Masks, init: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """The official averaged generator's kernels from ours: G_ema where G's mask keeps a weight, the
+    initial weight where it pruned it (``gen_avg_param`` averages G's unmasked ``weight_orig``, which a
+    pruned entry leaves at its rewound initial value; our G_ema holds a zero there)."""
+    return {k: torch.where(g_masks[k].to(g_ema[k].device), g_ema[k], init[k].to(g_ema[k])) for k in g_masks}
 
 
 def _save(path: Path, payload: dict[str, Any]) -> None:
@@ -278,11 +306,20 @@ class LotteryMethod(Method):
             }
             g = full_masks({k: init["G"][k] for k in self.g_names})
             d = full_masks({k: init["D"][k] for k in self.d_names})
-            return init, {"round": 0, "G": g, "D": d, "source": None}
+            return init, {"round": 0, "G": g, "G_ema": dict(g), "D": d, "source": None}
         if cfg.stage == "train":
             source = self._chain_run(cfg.round, need_complete=False)
+            masks = _load(source / ARTIFACTS / MASK_FILE)
+            if cfg.ticket_mask == "g_ema":
+                if "G_ema" not in masks:
+                    raise MethodError(
+                        f"the IMP run {source.name} keeps no G_ema mask chain (made before it was kept)",
+                        fix="rerun the chain's Stage I rounds, or set lottery.ticket_mask=g",
+                    )
+                masks = {**masks, "G": masks["G_ema"]}
             return _load(source / ARTIFACTS / INIT_FILE), {
-                **_load(source / ARTIFACTS / MASK_FILE),
+                **masks,
+                "ticket_mask": cfg.ticket_mask,
                 "source": source.name,
             }
         previous = self._chain_run(cfg.round - 1, need_complete=True)
@@ -304,7 +341,11 @@ class LotteryMethod(Method):
             else {}
         )
         init = _load(previous / ARTIFACTS / INIT_FILE)
-        return init, {"round": cfg.round, "G": g, "D": d, "source": previous.name}
+        chains = {"round": cfg.round, "G": g, "D": d, "source": previous.name}
+        if "G_ema" in prev:  # the averaged generator's chain, pruned on its own weights
+            weights = averaged_weights({k: trained["G_ema"][k] for k in self.g_names}, prev["G"], init["G"])
+            chains["G_ema"] = prune_global(weights, prev["G_ema"], cfg.prune_ratio, cfg.prune_rule)
+        return init, chains
 
     def _chain_run(self, round_: int, *, need_complete: bool) -> Path:
         """The Stage I run of ``round_`` of this run's chain (same recipe otherwise, same seed)."""

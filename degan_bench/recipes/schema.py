@@ -126,7 +126,20 @@ class TrainingConfig:
         max=1.0,
     )
     ema_start_step: int = param(
-        0, help="hinge: G_ema copies G before this G iteration, 1-based (BigGAN --ema_start 1000)", min=0
+        0,
+        help="hinge: G_ema copies G instead of averaging while the iteration counter its update sees is "
+        "below this (BigGAN --ema_start 1000, StudioGAN ema_start); see ema_itr_base",
+        min=0,
+    )
+    ema_itr_base: int = param(
+        0,
+        help="hinge: the counter BigGAN's ema.update(itr) sees at the first G step. 0: incremented after "
+        "the step (DiffAugment/DigGAN forks train.py, StudioGAN train_eval), so with `if itr and itr < "
+        "start` G_ema averages at step 1, copies G at steps 2..ema_start_step and averages from step "
+        "ema_start_step + 1; 1: incremented before the step (upstream BigGAN-PyTorch): copies at steps "
+        "1..ema_start_step - 1, averages from step ema_start_step",
+        min=0,
+        max=1,
     )
     epochs: float | None = param(
         None,
@@ -135,6 +148,14 @@ class TrainingConfig:
         min=0.0,
     )
     kimg_per_tick: float = param(4.0, help="kimg between status lines", min=0.001)
+    first_tick: Literal["one_minibatch", "full"] = param(
+        "one_minibatch",
+        help="'one_minibatch': tick 0 ends after the first minibatch, so every-N-ticks snapshots land after "
+        "minibatches 1, N*t+1, 2*N*t+1 (t = minibatches per tick), as stylegan2-ada's cur_tick == 0 and "
+        "BigGAN-PyTorch's `itr % save_every == 0` tested before the increment place them; 'full': the first "
+        "tick is a whole one and counts as tick 1, so they land after N*t, 2*N*t minibatches (StudioGAN: "
+        "`step_count % save_every == 0` after the increment)",
+    )
     snapshot_ticks: int = param(10, help="write a checkpoint every N ticks", min=1)
     image_snapshot_ticks: int = param(10, help="write a fakes_<kimg>.png grid every N ticks", min=1)
     keep_checkpoints: int = param(3, help="how many latest checkpoints to keep (plus best)", min=1)
@@ -162,6 +183,12 @@ class EvaluationConfig:
     select_best: bool = param(
         True,
         help="keep a 'best' checkpoint by the headline protocol during training (recorded with its split)",
+    )
+    at_first_tick: bool = param(
+        False,
+        help="with interval_kimg: evaluate at the end of tick 0 too (after the first minibatch with "
+        "training.first_tick one_minibatch), as BigGAN-PyTorch's `itr % test_every == 0`, tested before its "
+        "counter increments, evaluates after iteration 1, test_every + 1, ...",
     )
 
 

@@ -99,7 +99,7 @@ PAPERS: dict[str, Paper] = {
         "NeurIPS 2022", "2211.14694", "AilsaF/DigGAN",
     ),
     "lottery": Paper(
-        "Ultra-Data-Efficient GAN Training: Drawing A Lottery Ticket First, Then Training It Toughly",
+        "Data-Efficient GAN Training Beyond (Just) Augmentations: A Lottery Ticket Perspective",
         "NeurIPS 2021", "2103.00397", "VITA-Group/Ultra-Data-Efficient-GAN-Training",
     ),
     "lecam": Paper(

@@ -33,10 +33,14 @@ def update_ema(G_ema: nn.Module, G: nn.Module, beta: float) -> None:
         b_ema.copy_(b)
 
 
-def fixed_decay(step: int, decay: float, start_step: int) -> float:
-    """BigGAN-PyTorch's schedule: G_ema copies G before ``start_step`` G iterations (1-based), then
-    averages with a constant ``decay`` (``utils.ema.update(itr)``)."""
-    return 0.0 if step < start_step else decay
+def fixed_decay(step: int, decay: float, start_step: int, itr_base: int = 0) -> float:
+    """BigGAN's ``utils.ema.update(itr)`` for G step ``step`` (counted from 1): ``decay``, or 0 (G_ema
+    copies G) when ``itr and itr < start_step`` with ``itr = step - 1 + itr_base``. ``itr_base`` 0 is the
+    DiffAugment / DigGAN forks and StudioGAN (the counter increments after the step: step 1 is averaged,
+    steps 2..start_step copy); 1 is upstream BigGAN-PyTorch (it increments before: steps 1..start_step - 1
+    copy). Averaging continues without a break from then on in both."""
+    itr = step - 1 + itr_base
+    return 0.0 if itr and itr < start_step else decay
 
 
 @torch.no_grad()

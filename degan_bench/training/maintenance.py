@@ -2,8 +2,9 @@
 
 1. :class:`Report`: status line, ``stats.jsonl``, TensorBoard, non-finite loss warning;
 2. :class:`SampleGrids`: ``fakes_<kimg>.png`` every ``image_snapshot_ticks`` ticks and at the end;
-3. :class:`Evaluation`: the headline protocol every ``evaluation.interval_kimg`` (and at the end), which
-   may mark a new best;
+3. :class:`Evaluation`: the headline protocol every ``evaluation.interval_kimg`` (at the first tick end
+   past each multiple, after tick 0 too with ``evaluation.at_first_tick``, and at the end), which may
+   mark a new best;
 4. :class:`Checkpointing`: a checkpoint every ``snapshot_ticks`` ticks, at a new best, at the end and
    when stopping (a stop inside a tick saves the tick in progress);
 5. :class:`RunAccounting`: ``run.json`` (progress, sessions, GPU-hours).
@@ -99,14 +100,19 @@ class Evaluation(Hook):
         recipe = setup.resolved.recipe
         self.enabled = bool(setup.evaluator and recipe.evaluation.protocols)
         self.interval = recipe.evaluation.interval_kimg
+        self.at_first_tick = recipe.evaluation.at_first_tick
 
     def on_tick(self, tick: Tick) -> None:
         if not (self.enabled and tick.ended):
             return
         prog = tick.prog
+        every = int(self.interval * 1000) if self.interval is not None else None
         due = tick.done or (
-            self.interval is not None
-            and prog.cur_nimg // int(self.interval * 1000) > prog.last_eval_nimg // int(self.interval * 1000)
+            every is not None
+            and (
+                prog.cur_nimg // every > prog.last_eval_nimg // every
+                or (self.at_first_tick and prog.cur_tick == 0)
+            )
         )
         if not due:
             return

@@ -90,7 +90,9 @@ class TrainingState:
         self.objective, self.method, self.sampler = objective, method, sampler
         self.stats, self.scaler = stats, scaler
         self.layout = layout or Layout()
-        self.progress = Progress()
+        # first_tick full: there is no one-minibatch tick 0, the first tick ends a whole tick in as tick 1
+        first = 1 if resolved.recipe.training.first_tick == "full" else 0
+        self.progress = Progress(cur_tick=first)
 
     # -- per process ---------------------------------------------------------------------------------
     def process_state(self, *, tick_ended: bool) -> dict[str, Any]:

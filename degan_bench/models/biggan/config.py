@@ -25,8 +25,11 @@ values for ``diffaugment_cifar`` (BigGAN-PyTorch) / ``studiogan_cifar`` (StudioG
   its shortcut also holds, so the shortcut of D blocks 2-4 reads relu(x); BigGAN-PyTorch's reads x.
   Checked against the official class: with the switch off, its logits differ.
 - ``zero_bias_init``: false (torch's default bias init kept) / true.
-- ``sample_mode``: ``train`` (G_ema samples in training mode with each 50-image batch's batch-norm
-  statistics: the scripts pass no --G_eval_mode) / ``eval`` (running statistics).
+- ``sample_batch``: 50 (BigGAN-PyTorch's G_batch_size) / 64 (StudioGAN generates in batches of its
+  evaluation loader's batch size). Both sample G_ema with ``sample_mode: train``, each batch's batch-norm
+  statistics: the DiffAugment/DigGAN scripts pass no --G_eval_mode, and StudioGAN's
+  ``utils/misc.py change_generator_mode`` puts G_ema in eval mode and then its batch norms back in
+  training mode (``set_bn_train``). ``sample_mode: eval`` (running statistics) is an opt-in.
 
 Everything else is shared: G = linear z -> 4x4 x (4 * g_ch), three up-sampling residual blocks
 (conditional BN, ReLU, nearest 2x, 3x3 conv, conditional BN, ReLU, 3x3 conv; 1x1 conv shortcut), BN,
@@ -96,12 +99,15 @@ class BigGANConfig:
     )
     sample_mode: Literal["train", "eval"] = param(
         "train",
-        help="how G (G_ema) samples for grids and metrics: 'train' = in training mode, batch-norm statistics "
-        "of each sampling batch (BigGAN-PyTorch without --G_eval_mode, as DiffAugment/DigGAN's scripts "
-        "run); 'eval' = running statistics (StudioGAN's default)",
+        help="how G (G_ema) samples for grids and metrics: 'train' = batch-norm statistics of each sampling "
+        "batch (BigGAN-PyTorch without --G_eval_mode, as DiffAugment/DigGAN's scripts run; StudioGAN's "
+        "change_generator_mode with set_bn_train); 'eval' = running statistics",
     )
     sample_batch: int = param(
-        50, help="sampling batch with sample_mode train (BigGAN-PyTorch samples G_batch_size = 50)", min=1
+        50,
+        help="sampling batch with sample_mode train (BigGAN-PyTorch: G_batch_size 50; StudioGAN: the "
+        "evaluation loader's batch, 64 on CIFAR)",
+        min=1,
     )
 
     def check(self) -> None:
@@ -134,7 +140,8 @@ PRESETS: dict[str, BigGANConfig] = {
         init="ortho",
         zero_bias_init=True,
         d_shortcut_relu=True,
-        sample_mode="eval",
+        sample_mode="train",
+        sample_batch=64,
     ),
 }
 

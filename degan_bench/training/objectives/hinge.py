@@ -8,7 +8,10 @@ One minibatch is one BigGAN *iteration* (``train_fns.GAN_training_function``):
    batch). ``L_D = mean(relu(1 - D(T(x)))) + mean(relu(1 + D(T(G(z)))))`` (``losses.py``).
 2. One G step: ``L_G = -mean(D(T(G(z))))`` on fresh ``z``, labels.
 3. G_ema: ``target * decay + source * (1 - decay)`` over the whole state (buffers included), copying G
-   before iteration ``training.ema_start_step`` (``utils.ema``; the iteration counter is 1-based).
+   while ``utils.ema.update(itr)``'s ``itr and itr < training.ema_start_step`` holds; ``itr`` at the
+   first G step is ``training.ema_itr_base`` (0 in the DiffAugment/DigGAN forks and StudioGAN, whose
+   counters increment after the step: step 1 averages, steps 2..1000 copy, averaging from 1001; 1 in
+   upstream BigGAN-PyTorch).
 
 G stays in training mode throughout (its batch-norm statistics move in the D steps too, as officially).
 An iteration consumes ``d_steps x batch`` reals, which is how the loop counts kimg.
@@ -146,8 +149,9 @@ class HingeObjective(Objective):
             stats.add({f"Loss/G/{name}": value.detach() for name, value in terms.items()})
             g_steps.append(step)
         self.step_optimizer("G", G, self.opt_G, g_steps)
-        iteration = info.batch_idx + 1  # BigGAN's state_dict['itr'] is incremented before the step
-        update_ema_state(ctx.G_ema, G, fixed_decay(iteration, self.tcfg.ema_decay, self.tcfg.ema_start_step))
+        tcfg = self.tcfg
+        decay = fixed_decay(info.batch_idx + 1, tcfg.ema_decay, tcfg.ema_start_step, tcfg.ema_itr_base)
+        update_ema_state(ctx.G_ema, G, decay)
 
     def _d_round(
         self,
