@@ -2,4 +2,4 @@
 
 from __future__ import annotations
 
-from degan_bench.cli import data, doctor, eval, recipes, run, sweep, table  # noqa: F401
+from degan_bench.cli import bench, data, doctor, eval, recipes, run, sweep, table  # noqa: F401
