@@ -37,8 +37,9 @@ from degan_bench.recipes.loader import ResolvedRecipe, resolve_dict
 FLOPS_VERSION = 1
 #: the no-op baseline method of each objective, used when a method cannot be counted
 BASELINE_METHOD = {"ns_r1": "stylegan2", "hinge": "biggan"}
-#: recipe sections that change the arithmetic of one training step (not its length, rates or evaluation)
-_COMPUTE_TRAINING_KEYS = ("batch", "batch_gpu")
+#: training keys that change the arithmetic per image (not batch_gpu: accumulation rounds split the same
+#: work; nor the length, rates or evaluation)
+_COMPUTE_TRAINING_KEYS = ("batch",)
 
 
 @dataclass(frozen=True)
@@ -65,8 +66,8 @@ class _Counter(TorchDispatchMode):
 
 
 def compute_key(resolved: ResolvedRecipe) -> str:
-    """Identifies the arithmetic of one training step: model, resolution, batch layout, loss and method
-    (with its section). Two recipes with the same key cost the same FLOPs per image."""
+    """Identifies the arithmetic of one training step: model, resolution, batch, loss and method (with
+    its section). Two recipes with the same key cost the same FLOPs per image."""
     data = resolved.data
     training = data.get("training", {})
     method = data["method"]

@@ -173,6 +173,30 @@ class OfficialStep:
 
 
 # -- stylegan2-ada-pytorch ----------------------------------------------------------------------------
+def _distutils_shim() -> bool:
+    """``dnnlib/util.py`` imports ``distutils.util.strtobool``; Python 3.12 removed distutils (setuptools
+    usually still provides it). Only where neither does, a module with that one function is registered.
+    Returns whether it was needed."""
+    import importlib.util
+
+    if "distutils" in sys.modules or importlib.util.find_spec("distutils") is not None:
+        return False
+    package, util = types.ModuleType("distutils"), types.ModuleType("distutils.util")
+
+    def strtobool(value: str) -> int:
+        text = value.lower()
+        if text in ("y", "yes", "t", "true", "on", "1"):
+            return 1
+        if text in ("n", "no", "f", "false", "off", "0"):
+            return 0
+        raise ValueError(f"invalid truth value {value!r}")
+
+    util.strtobool = strtobool  # type: ignore[attr-defined]
+    package.util = util  # type: ignore[attr-defined]
+    sys.modules.update({"distutils": package, "distutils.util": util})
+    return True
+
+
 def _lazy(lr: float, betas: tuple[float, float], interval: int) -> tuple[float, list[float]]:
     ratio = interval / (interval + 1)
     return lr * ratio, [b**ratio for b in betas]
@@ -207,6 +231,7 @@ class OfficialStyleGAN2(OfficialStep):
             reals_per_minibatch=batch,
         )
         torch.manual_seed(seed)
+        shimmed = _distutils_shim()
         with codebase.active():
             networks = _import(codebase, "training.networks")
             loss_mod = _import(codebase, "training.loss")
@@ -285,6 +310,7 @@ class OfficialStyleGAN2(OfficialStep):
             "augment_pipe": None,
             "tf32_matmul": False,
             "tf32_cudnn": False,  # training_loop.py: allow_tf32=False
+            "distutils_shim": shimmed,
             "custom_ops": self._custom_ops()
             if device.type == "cuda"
             else "not used on the CPU (reference ops)",

@@ -128,9 +128,10 @@ def validate_report(report: Any) -> list[str]:
 
 
 def _fmt(spread: dict[str, Any] | None, digits: int = 1) -> str:
+    """`` median [q1-q3]`` with a leading space, so wide numbers never run into the previous column."""
     if not spread:
-        return "-"
-    return f"{spread['median']:.{digits}f} [{spread['q1']:.{digits}f}-{spread['q3']:.{digits}f}]"
+        return " -"
+    return f" {spread['median']:.{digits}f} [{spread['q1']:.{digits}f}-{spread['q3']:.{digits}f}]"
 
 
 def format_table(report: dict[str, Any]) -> str:

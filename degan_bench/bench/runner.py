@@ -128,7 +128,9 @@ class SuiteRunner:
         official: dict[str, CodeBase] | None = None,
         only: list[str] | None = None,
         log: Callable[[str], None] = print,
+        on_case: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
+        self.on_case = on_case  # called with the report so far after every case (incremental JSON)
         self.suite = suite
         self.device = device
         self.budget_minutes = suite.default_budget_minutes if budget_minutes is None else budget_minutes
@@ -188,6 +190,8 @@ class SuiteRunner:
                 entry.update(status="skipped", reason=reason)
                 self.log(f"{case.id}: skipped ({reason})")
                 self.cases.append(entry)
+                if self.on_case is not None:
+                    self.on_case(self.report())
                 continue
             self.log(f"{case.id}: running ({self.deadline.left():.0f} s of the budget left)")
             try:
@@ -208,6 +212,8 @@ class SuiteRunner:
             finally:
                 self._free()
             self.cases.append(entry)
+            if self.on_case is not None:
+                self.on_case(self.report())
         return self.report()
 
     def _skip_reason(self, case: TrainCase | FidCase) -> str | None:

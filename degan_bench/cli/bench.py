@@ -95,7 +95,7 @@ def bench_command(
     from degan_bench.bench.cases import get_suite
     from degan_bench.bench.official import find_code_bases
     from degan_bench.bench.report import format_table, validate_report
-    from degan_bench.bench.runner import SuiteRunner
+    from degan_bench.bench.runner import SuiteRunner, device_info
 
     chosen = get_suite(suite)
     name = device or ("cuda" if suite == "gpu" else "cpu")
@@ -107,6 +107,14 @@ def bench_command(
         )
     codebases = find_code_bases(list(official)) if official else {}
     only = [c.strip() for c in cases.split(",") if c.strip()] if cases else None
+    stamp = utc_now().replace(":", "").replace("-", "")
+    path = json_path or out / f"{suite}-{_slug(str(device_info(target)['name']))}-{stamp}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(report: dict) -> None:
+        # after every case, so a run that is killed keeps what it measured
+        atomic_write_text(path, json.dumps(report, indent=1, default=str) + "\n")
+
     runner = SuiteRunner(
         chosen,
         target,
@@ -115,17 +123,15 @@ def bench_command(
         official=codebases,
         only=only,
         log=lambda m: console.print(m, highlight=False, markup=False),
+        on_case=write,
     )
     runner.selected()  # unknown --cases fail before anything runs
+    console.print(f"report: {path} (rewritten after every case)", highlight=False)
     try:
         runner.run()
     finally:
-        # nothing measured is lost: an interrupted run still writes what it has
         report = runner.report()
-        stamp = utc_now().replace(":", "").replace("-", "")
-        path = json_path or out / f"{suite}-{_slug(report['device']['name'])}-{stamp}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, json.dumps(report, indent=1, default=str) + "\n")
+        write(report)
     console.print(format_table(report), highlight=False, markup=False, soft_wrap=True)
     console.print(f"wrote {path}", highlight=False)
     problems = validate_report(report)
