@@ -146,7 +146,9 @@ def test_every_job_of_sweep_all_has_an_estimate_with_its_kind(all_jobs: list[Job
     # counts missing from the committed table (recipes added since `degan-bench bench --update-flops`)
     # are made on demand and cached; the committed ones are well-formed
     committed = FlopsTable(cache_path=tmp_path / "none").counts
-    assert committed and all(c["flops_per_img"] > 0 and c["basis"] and c["example"] for c in committed.values())
+    assert committed and all(
+        c["flops_per_img"] > 0 and c["basis"] and c["example"] for c in committed.values()
+    )
 
 
 def test_published_figures_are_reproduced_where_a_job_matches(flops: FlopsTable, tmp_path: Path) -> None:
