@@ -8,7 +8,6 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from rich.console import Console
@@ -16,7 +15,7 @@ from tiny import TINY_MODEL, assert_same
 from typer.testing import CliRunner
 
 import degan_bench.cli.commands  # noqa: F401  (registers the command groups)
-from degan_bench.bench.cases import CPU_SUITE, PAPER256, TINY, RecipeSpec, Suite, TrainCase, get_suite
+from degan_bench.bench.cases import CPU_SUITE, PAPER256, TINY, Suite, TrainCase, get_suite
 from degan_bench.bench.official import BIGGAN_CIFAR, STYLEGAN2_ADA, CodeBase, find_code_bases
 from degan_bench.bench.report import SCHEMA, SCHEMA_VERSION, format_table, validate_report
 from degan_bench.bench.runner import SuiteRunner, compile_verdict
@@ -251,7 +250,7 @@ def test_official_ab_is_interleaved_and_reports_ratios(
     # A/B/A/B: each round is one repetition of ours, then one of the official step
     per_rep = case["cycles_per_rep"]
     assert events == (["ours"] * per_rep + ["official"] * per_rep) * n
-    assert official["speedup_of_ours"]["median"] > 1.3  # the fake sleeps as long as it trains
+    assert official["speedup_of_ours"]["median"] > 1.2  # the fake sleeps as long as it trains (~2x)
     assert "vs fake official" in format_table(report)
 
 
@@ -362,9 +361,8 @@ def test_cli_cpu_suite_writes_the_json_and_refuses_bad_input(tmp_path: Path) -> 
 
 
 def test_tiny_configs_cover_every_cpu_case() -> None:
-    keys = {"stylegan2", "biggan", "sngan"}
-    assert set(TINY) == keys
+    assert set(TINY) == {"stylegan2", "biggan", "sngan"}
     for case in CPU_SUITE.cases:
-        assert any(o in case.spec.overrides for o in TINY[case.spec.resolve().model.arch])
-    assert isinstance(RecipeSpec("stylegan2", "obama-100").resolve().recipe.training.batch, int)
-    assert np.lcm(4, 16) == 16
+        resolved = case.spec.resolve()
+        assert any(o in case.spec.overrides for o in TINY[resolved.model.arch]), case.id
+        assert resolved.recipe.data.resolution <= 32
