@@ -8,8 +8,9 @@ TABLE_ARGS ?=
 SWEEP_ARGS ?=
 DEADLINE_MINUTES ?=
 BENCH_DEVICE ?= auto
+BENCH_ARGS ?=
 
-.PHONY: install demo test lint bench table reproduce-all
+.PHONY: install demo test lint bench bench-gpu table reproduce-all
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +37,9 @@ bench: install  ## training and evaluation throughput (see benchmarks/); BENCH_D
 	$(PY) benchmarks/bench_train.py diffaugment cifar10-10pct --backbone stylegan2 --device $(BENCH_DEVICE) --json runs/bench-train-stylegan2-cifar.json
 	$(PY) benchmarks/bench_metrics.py --device $(BENCH_DEVICE)
 	$(PY) benchmarks/bench_train.py stylegan2 shapes-100 --preset smoke --device cpu --threads auto,1,2,default --minibatches 20 --warmup 2 --json runs/bench-cpu-threads.json
+
+bench-gpu: install  ## one time-boxed GPU call (<= 8 min on one H100): paper models, speed switches, fid50k_full; JSON to results/bench/ (BENCH_ARGS="--official PATH --budget-minutes M")
+	$(VENV)/bin/degan-bench bench --suite gpu --out results/bench $(BENCH_ARGS)
 
 table: install  ## rebuild every leaderboard in results/leaderboards/ from the run store (TABLE_ARGS="--runs DIR ...")
 	$(VENV)/bin/degan-bench table --all $(TABLE_ARGS)

@@ -2,4 +2,4 @@
 
 from __future__ import annotations
 
-from degan_bench.cli import claims, data, doctor, eval, plan, recipes, run, runs, sweep, table  # noqa: F401
+from degan_bench.cli import bench, claims, data, doctor, eval, plan, recipes, run, runs, sweep, table  # noqa: F401

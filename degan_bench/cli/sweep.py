@@ -429,11 +429,13 @@ def _print_plan(jobs: list, skipped: list, root: Path) -> None:
 
 def _print_estimate(jobs: list, stored: list, costs: list) -> None:
     """The dry run's table: state, kimg, rate, hours and GPUs per job, then the totals."""
+    from degan_bench.dispatch.costs import kind_shares
     from degan_bench.dispatch.jobs import estimate_job, summarize_estimates
 
     estimates = {job.name: estimate_job(job, stored, costs) for job in jobs}
     console.print(
-        f"{'state':<11}{'kimg done/total':>17}{'dev-s/kimg':>12}{'est. h':>9}  run [tables]", highlight=False
+        f"{'state':<11}{'kimg done/total':>17}{'dev-s/kimg':>12}{'est. h':>9}  {'kind':<13}run [tables]",
+        highlight=False,
     )
     for job in jobs:
         estimate = estimates[job.name]
@@ -444,22 +446,46 @@ def _print_estimate(jobs: list, stored: list, costs: list) -> None:
         shown = "-" if hours is None else f"{hours:.2f}"
         console.print(
             f"{job.state:<11}{f'{job.done_kimg:g}/{job.total_kimg:g}':>17}{rate:>12}{shown:>9}  "
-            f"{job.name} [{', '.join(job.tables)}]"
+            f"{estimate.kind:<13}{job.name} [{', '.join(job.tables)}]"
             + (f" {job.gpus} GPUs" if job.gpus > 1 else "")
             + (f" after {', '.join(d.name for d in job.depends_on)}" if job.depends_on else ""),
             highlight=False,
             soft_wrap=True,
             markup=False,
         )
-    sources = sorted({e.source for e in estimates.values()})
-    console.print("rates: " + " | ".join(sources), highlight=False, soft_wrap=True)
+    console.print("rates:", highlight=False)
+    for source in sorted({e.source for e in estimates.values()}):
+        console.print(f"  {source}", highlight=False, soft_wrap=True, markup=False)
     totals = summarize_estimates(jobs, estimates)
+
+    def shares(by_kind: dict) -> str:
+        parts = kind_shares({k: v for k, v in by_kind.items() if k != "unknown"})
+        return ", ".join(f"{parts[k]:.0%} {k}" for k in ("measured", "published", "extrapolated"))
+
+    console.print("GPU-hours per table (a job shared by tables counts in each):", highlight=False)
+    for table, line in sorted(totals["by_table"].items()):
+        unknown = f", {line['unknown']} of unknown cost" if line["unknown"] else ""
+        console.print(
+            f"  {table:<32}{line['jobs']:>5} job(s){line['gpu_hours']:>11.1f} GPU-h  "
+            f"({shares(line['by_kind'])}{unknown})",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+    devices = ", ".join(
+        f"{h:.0f} h on {d}" for d, h in sorted(totals["by_device"].items(), key=lambda kv: -kv[1])
+    )
     console.print(
         f"to run: {totals['jobs']} job(s), about {totals['gpu_hours']:.1f} GPU-hours"
         + (f" + {totals['cpu_hours']:.2f} CPU-hours" if totals["cpu_hours"] else "")
+        + f" ({shares(totals['by_kind'])}"
         + (f"; {len(totals['unknown'])} job(s) of unknown cost" if totals["unknown"] else "")
+        + f"); {totals['wall_hours']:.1f} h of wall clock over the recipes' GPU counts"
+        + (f"; by GPU type of the figures: {devices}" if devices else "")
         + " (training only; evaluation not included)",
         highlight=False,
+        markup=False,
+        soft_wrap=True,
     )
 
 

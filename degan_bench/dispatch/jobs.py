@@ -24,26 +24,20 @@ IMP round k prunes round k - 1's final G; ``Method.prerequisites``) expands into
 with ``depends_on``; the jobs come out in an order where every job follows its dependencies, and the
 queues start a job only once its dependencies are complete.
 
-Estimates are kimg x device-seconds per kimg: measured from ``stats.jsonl`` of runs with the same
-recipe hash when there are any (median over ticks, the first tick excluded since it includes start-up),
-else from ``results/costs.yaml`` (published numbers for matching configurations), else unknown.
+Estimates are kimg x device-seconds per kimg from the cost model (:mod:`degan_bench.dispatch.costs`:
+measured runs, bench reports, published figures, FLOPs extrapolation), re-exported here.
 """
 
 from __future__ import annotations
 
-import statistics
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from degan_bench.core.lease import LeaseRecord, live_lease
 from degan_bench.errors import DeganError
-from degan_bench.paths import results_dir
 from degan_bench.recipes.loader import ResolvedRecipe, default_backbone, parse_override, resolve_recipe
-from degan_bench.results.store import StoredRun, load_run
+from degan_bench.results.store import load_run
 from degan_bench.results.tables import TableDef, resolve_cell
 from degan_bench.training.runner import default_run_name
 
@@ -264,105 +258,29 @@ def refresh_state(job: Job) -> Job:
 RUNNABLE_STATES = ("new", "incomplete")
 
 
-# -- cost estimates -----------------------------------------------------------------------------
-@dataclass
-class CostEntry:
-    """One published training speed (``results/costs.yaml``)."""
+# -- cost estimates: the cost model lives in degan_bench/dispatch/costs.py (re-exported here) ----------
+from degan_bench.dispatch.costs import (  # noqa: E402
+    CostEntry,
+    Estimate,
+    default_costs_path,
+    estimate_job,
+    load_costs,
+    measured_rate,
+    summarize_estimates,
+)
 
-    arch: str
-    resolution: int
-    batch: int
-    gpu: str
-    gpus: int
-    sec_per_kimg: float | None  # wall seconds per kimg on ``gpus`` GPUs; None = unknown
-    source: str
-    config: str = ""
-    channel_base: int | None = None
-
-    @property
-    def device_sec_per_kimg(self) -> float | None:
-        return None if self.sec_per_kimg is None else self.sec_per_kimg * self.gpus
-
-    def matches(self, recipe: ResolvedRecipe) -> bool:
-        model = recipe.data.get("model", {})
-        return (
-            model.get("arch") == self.arch
-            and recipe.recipe.data.resolution == self.resolution
-            and recipe.recipe.training.batch == self.batch
-            and (self.channel_base is None or model.get("channel_base") == self.channel_base)
-        )
-
-
-def default_costs_path() -> Path:
-    return results_dir() / "costs.yaml"
-
-
-def load_costs(path: Path | None = None) -> list[CostEntry]:
-    path = path or default_costs_path()
-    if not path.exists():
-        return []
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    entries = []
-    for i, item in enumerate(data.get("entries", [])):
-        try:
-            entries.append(CostEntry(**item))
-        except TypeError as err:
-            raise DeganError(
-                f"{path}: entries[{i}]: {err}", fix="use the keys documented at the top of the file"
-            ) from None
-    return entries
-
-
-@dataclass
-class Estimate:
-    device_sec_per_kimg: float | None  # device-seconds (wall x devices) per kimg
-    device: str  # "cpu", a GPU name, or "" when unknown
-    source: str
-
-    def hours(self, kimg: float) -> float | None:
-        return None if self.device_sec_per_kimg is None else kimg * self.device_sec_per_kimg / 3600
-
-    @property
-    def on_gpu(self) -> bool:
-        return self.device not in ("cpu", "")
-
-
-def measured_rate(runs: list[StoredRun], recipe_hash: str) -> Estimate | None:
-    """Median device-seconds per kimg over the ticks of runs with ``recipe_hash`` (GPU runs preferred)."""
-    samples: dict[str, list[float]] = {}
-    for run in runs:
-        if run.info is None or run.recipe_hash != recipe_hash:
-            continue
-        for tick in run.stats():
-            if tick.get("tick", 0) >= 1 and tick.get("sec_per_kimg"):
-                samples.setdefault(run.device, []).append(float(tick["sec_per_kimg"]) * run.info.device_count)
-    if not samples:
-        return None
-    gpu = [d for d in samples if d != "cpu"]
-    device = max(gpu, key=lambda d: len(samples[d])) if gpu else "cpu"
-    values = samples[device]
-    return Estimate(statistics.median(values), device, f"measured: {len(values)} ticks on {device}")
-
-
-def estimate_job(job: Job, runs: list[StoredRun], costs: list[CostEntry]) -> Estimate:
-    measured = measured_rate(runs, job.resolved.hash)
-    if measured is not None:
-        return measured
-    for entry in costs:
-        if entry.matches(job.resolved) and entry.device_sec_per_kimg is not None:
-            return Estimate(
-                entry.device_sec_per_kimg, entry.gpu, f"costs.yaml: {entry.config} ({entry.source})"
-            )
-    return Estimate(
-        None, "", "unknown: no run of this recipe yet and no matching entry in results/costs.yaml"
-    )
-
-
-def summarize_estimates(jobs: list[Job], estimates: dict[str, Estimate]) -> dict[str, Any]:
-    """Totals over the jobs still to run: GPU-hours, CPU-hours, jobs with unknown cost."""
-    todo = [j for j in jobs if j.state in ("new", "incomplete")]
-    gpu = sum(estimates[j.name].hours(j.remaining_kimg) or 0.0 for j in todo if estimates[j.name].on_gpu)
-    cpu = sum(estimates[j.name].hours(j.remaining_kimg) or 0.0 for j in todo
-              if estimates[j.name].device == "cpu")  # fmt: skip
-    unknown = [j.name for j in todo if estimates[j.name].device_sec_per_kimg is None]
-    return {"jobs": len(todo), "gpu_hours": gpu, "cpu_hours": cpu, "unknown": unknown}
+__all__ = [
+    "CostEntry",
+    "Estimate",
+    "Job",
+    "SkippedCell",
+    "chain",
+    "default_costs_path",
+    "estimate_job",
+    "expand_jobs",
+    "load_costs",
+    "measured_rate",
+    "merge_overrides",
+    "refresh_state",
+    "summarize_estimates",
+]
