@@ -53,7 +53,7 @@ from degan_bench.augment.diffaugment import diff_augment, parse_policy
 from degan_bench.core.distributed import is_active
 from degan_bench.errors import MethodError
 from degan_bench.methods import register_method
-from degan_bench.methods.ada import AdaConfig, build_ada
+from degan_bench.methods.ada import AdaAugmentation, AdaConfig
 from degan_bench.methods.base import DStep, GStep, Method, MethodContext
 from degan_bench.schema import param
 
@@ -276,34 +276,24 @@ class LeCamAdaMethod(_LeCamBase):
 
     def __init__(self, config: LeCamAdaConfig, ctx: MethodContext) -> None:
         super().__init__(config, ctx)
-        self.pipe, self.heuristic = build_ada(config.ada, ctx)
+        self.ada = AdaAugmentation(config.ada, ctx)
 
     def augment(self, images: torch.Tensor) -> torch.Tensor:
-        return self.pipe(images)
+        return self.ada(images)
 
     def after_optimizer_step(self, phase: str, steps: list[GStep | DStep]) -> None:
-        for step in steps:
-            if isinstance(step, DStep):
-                self.heuristic.observe(step.real_logits)
+        self.ada.observe(steps)
 
     def end_of_minibatch(self, cur_nimg: int, minibatch_index: int) -> None:
         super().end_of_minibatch(cur_nimg, minibatch_index)
-        self.heuristic.end_of_minibatch(cur_nimg)
+        self.ada.end_of_minibatch(cur_nimg)
 
     def state_dict(self) -> dict[str, Any]:
-        return {
-            **super().state_dict(),
-            "pipe": self.pipe.state_dict(),
-            "heuristic": self.heuristic.state_dict(),
-        }
+        return {**super().state_dict(), **self.ada.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        self.pipe.load_state_dict(state["pipe"])
-        self.heuristic.load_state_dict(state["heuristic"])
+        self.ada.load_state_dict(state)
 
     def tick_stats(self) -> dict[str, float]:
-        stats = {**super().tick_stats(), "augment_p": self.pipe.p}
-        if self.heuristic.last_rt is not None:
-            stats["ada_rt"] = self.heuristic.last_rt
-        return stats
+        return {**super().tick_stats(), **self.ada.tick_stats()}
