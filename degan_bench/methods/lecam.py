@@ -49,12 +49,13 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
-from degan_bench.augment.diffaugment import diff_augment, parse_policy
+from degan_bench.augment.diffaugment import parse_policy
 from degan_bench.core.distributed import is_active
 from degan_bench.errors import MethodError
 from degan_bench.methods import register_method
 from degan_bench.methods.ada import AdaAugmentation, AdaConfig
 from degan_bench.methods.base import DStep, GStep, Method, MethodContext
+from degan_bench.methods.diffaugment import DiffAugmentation
 from degan_bench.schema import param
 
 #: the official anchors per code path: (decay, initial value, start iteration)
@@ -254,10 +255,10 @@ class LeCamMethod(_LeCamBase):
 
     def __init__(self, config: LeCamMethodConfig, ctx: MethodContext) -> None:
         super().__init__(config, ctx)
-        self.policy = parse_policy(config.policy)
+        self.policy = DiffAugmentation(config.policy)
 
     def augment(self, images: torch.Tensor) -> torch.Tensor:
-        return diff_augment(images, self.policy) if self.policy else images
+        return self.policy(images)
 
 
 @register_method

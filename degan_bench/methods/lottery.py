@@ -72,12 +72,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from degan_bench.augment.diffaugment import diff_augment, parse_policy
+from degan_bench.augment.diffaugment import parse_policy
 from degan_bench.core.fileio import atomic_write_bytes
 from degan_bench.errors import MethodError
 from degan_bench.methods import register_method
 from degan_bench.methods.ada import AdaAugmentation, AdaConfig
 from degan_bench.methods.base import DStep, GStep, Method, MethodContext
+from degan_bench.methods.diffaugment import DiffAugmentation
 from degan_bench.methods.lecam import LeCamAnchors, LeCamConfig
 from degan_bench.methods.pruning import Masks, apply_masks, conv_weights, full_masks, prune_global
 from degan_bench.schema import param
@@ -242,7 +243,7 @@ class LotteryMethod(Method):
 
     def __init__(self, config: LotteryConfig, ctx: MethodContext) -> None:
         super().__init__(config, ctx)
-        self.policy = parse_policy(config.policy) if config.policy != "none" else []
+        self.policy = DiffAugmentation(config.policy if config.policy != "none" else "")
         self.adv_d = config.advaug in ("gd", "d")
         self.adv_g = config.advaug in ("gd", "g")
         if self.adv_g and ctx.objective != "hinge":
@@ -394,7 +395,7 @@ class LotteryMethod(Method):
     def augment(self, images: torch.Tensor) -> torch.Tensor:
         if self.ada is not None:
             return self.ada(images)
-        return diff_augment(images, self.policy) if self.policy else images
+        return self.policy(images)
 
     def generate(self, G: nn.Module, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         if not self.adv_g:
