@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,8 @@ import yaml
 
 from degan_bench.core.rundir import RunDir, RunInfo
 from degan_bench.results.reported import REPORTED_COLUMNS
+
+GOLDEN = Path(__file__).parent / "golden"
 
 TINY_BASE = {
     "model": {
@@ -339,3 +342,13 @@ def verdict_store(root: Path) -> dict[str, Any]:
     make_run(runs, "obama-smoke", smoke, 0, metrics=[metric_record(90.0, nimg=32)])
     reported = write_reported(root / "reported.csv")
     return {"runs": runs, "reported": reported, "variant": variant, "obama": obama}
+
+
+def check_golden(name: str, text: str) -> None:
+    """``text`` equals ``tests/golden/<name>`` (``DEGAN_BENCH_UPDATE_GOLDEN=1`` rewrites it)."""
+    path = GOLDEN / name
+    if os.environ.get("DEGAN_BENCH_UPDATE_GOLDEN") == "1":
+        path.write_text(text, encoding="utf-8")
+    assert text == path.read_text(encoding="utf-8"), (
+        f"{name} changed (DEGAN_BENCH_UPDATE_GOLDEN=1 rewrites it)"
+    )

@@ -4,14 +4,13 @@ official set-ups, column overrides, and the golden pages of the new tables."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
-from results_support import write_recipes
+from results_support import check_golden, write_recipes
 
 from degan_bench.claims.check import cell_table
 from degan_bench.claims.definition import load_claim
@@ -25,7 +24,6 @@ from degan_bench.results import reported as rep
 from degan_bench.results.render import to_markdown
 from degan_bench.results.tables import build_table, load_table, resolve_cell
 
-GOLDEN = Path(__file__).parent / "golden"
 #: Figure 4's caption: "SNGAN tickets with 20%, 36%, 36%, 67%, 49%, 36% sparsity levels are adopted
 #: accordingly" (for 10, 20, 30, 50, 70, 90 % of the data)
 FIGURE4 = {10: 20, 20: 36, 30: 36, 50: 67, 70: 49, 90: 36}
@@ -322,15 +320,6 @@ def test_column_overrides_apply_between_the_tables_and_the_rows(
 
 
 # -- golden pages ------------------------------------------------------------------------------------------
-def check_golden(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if os.environ.get("DEGAN_BENCH_UPDATE_GOLDEN") == "1":
-        path.write_text(text, encoding="utf-8")
-    assert text == path.read_text(encoding="utf-8"), (
-        f"{name} changed (DEGAN_BENCH_UPDATE_GOLDEN=1 rewrites it)"
-    )
-
-
 @pytest.mark.parametrize(
     "name", ["lottery-sngan-data", "lottery-sngan-sparsity", "lottery-sngan-pgd", "insgen-ffhq"]
 )

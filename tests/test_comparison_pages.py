@@ -3,24 +3,15 @@ built without runs (DEGAN_BENCH_UPDATE_GOLDEN=1 rewrites them)."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
+from results_support import check_golden
 
 from degan_bench.results import reported as rep
 from degan_bench.results.render import to_markdown
 from degan_bench.results.tables import build_table, load_table
 
-GOLDEN = Path(__file__).parent / "golden"
-
 
 @pytest.mark.parametrize("name", ["diffaugment-cifar-biggan", "diggan-cifar", "lottery-stylegan2-cifar100"])
 def test_page_matches_golden_file(name: str) -> None:
     text = to_markdown(build_table(load_table(name), [], rep.load_reported()))
-    path = GOLDEN / f"page_{name}.md"
-    if os.environ.get("DEGAN_BENCH_UPDATE_GOLDEN") == "1":
-        path.write_text(text, encoding="utf-8")
-    assert text == path.read_text(encoding="utf-8"), (
-        f"{path.name} changed (DEGAN_BENCH_UPDATE_GOLDEN=1 rewrites it)"
-    )
+    check_golden(f"page_{name}.md", text)

@@ -5,7 +5,6 @@ scripts, a smoke run through the CLI, and exact resume."""
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,8 @@ import pytest
 import torch
 from tiny import assert_same
 from torch import nn
+from toy_gan import SHAPE, LinearD, ToyG, hinge_recipe, method_context
+from toy_gan import hinge_objective as toy_hinge_objective
 from typer.testing import CliRunner
 
 import degan_bench.cli.commands  # noqa: F401  (registers the command groups)
@@ -21,44 +22,20 @@ from degan_bench.cli.app import app
 from degan_bench.core import checkpoint as ckpt
 from degan_bench.core.rundir import RunDir
 from degan_bench.errors import RecipeError
-from degan_bench.methods.base import DStep, Method, MethodContext
+from degan_bench.methods.base import DStep, Method
 from degan_bench.methods.cr import CRBigGANMethod, CRConfig, parse_cr_augment, random_flip
 from degan_bench.recipes.loader import resolve_file, resolve_recipe
-from degan_bench.recipes.schema import LossConfig, Recipe, TrainingConfig
+from degan_bench.recipes.schema import LossConfig
 from degan_bench.training.execute import execute_run
-from degan_bench.training.objectives import get_objective
-from degan_bench.training.objectives.base import MinibatchInfo, ObjectiveContext
+from degan_bench.training.objectives.base import MinibatchInfo
 from degan_bench.training.objectives.stylegan2 import Networks, StyleGAN2Loss
 from degan_bench.training.stats import StatsCollector
 
-SHAPE = (3, 4, 4)
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 
 
-class LinearD(nn.Module):
-    """D(x) = w . x, recording the batch size of every forward (to count D passes)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.w = nn.Parameter(torch.randn(SHAPE))
-        self.calls: list[int] = []
-
-    def forward(self, x: torch.Tensor, c: Any = None, return_features: bool = False) -> Any:
-        self.calls.append(len(x))
-        logits = (x * self.w).flatten(1).sum(1, keepdim=True)
-        return (logits, x.flatten(1)) if return_features else logits
-
-
-def context(D: nn.Module, G: nn.Module | None = None, objective: str = "hinge", **kw: Any) -> MethodContext:
-    return MethodContext(
-        G=G or nn.Identity(), D=D, G_ema=G or nn.Identity(), device=torch.device("cpu"), resolution=4,
-        num_images=10, batch=4, batch_gpu=4, total_kimg=1.0, g_lr=1e-3, d_lr=1e-3, betas=(0.0, 0.99),
-        objective=objective, **kw,
-    )  # fmt: skip
-
-
 def make(D: nn.Module, **options: Any) -> CRBigGANMethod:
-    return CRBigGANMethod(CRConfig(**options), context(D))
+    return CRBigGANMethod(CRConfig(**options), method_context(D))
 
 
 def d_step(D: LinearD, reals: torch.Tensor, extra: torch.Tensor) -> DStep:
@@ -125,17 +102,6 @@ def test_cr_augment_parsing() -> None:
 
 
 # -- inside the objectives ---------------------------------------------------------------------------------
-class ToyG(nn.Module):
-    z_dim, c_dim = 3, 0
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc = nn.Linear(3, 48)
-
-    def forward(self, z: torch.Tensor, c: Any = None, **_: Any) -> torch.Tensor:
-        return self.fc(z).view(-1, *SHAPE)
-
-
 class RecordingCR(CRBigGANMethod):
     name = "test-cr-recording"
 
@@ -148,18 +114,9 @@ class RecordingCR(CRBigGANMethod):
 def hinge_objective(method_cls: type[Method], options: Any, D: LinearD):
     torch.manual_seed(5)
     G = ToyG()
-    recipe = Recipe(
-        method="biggan-cr", dataset="cifar10", purpose="demo",
-        loss=LossConfig(kind="hinge", d_steps=4, r1_gamma=0.0, pl_weight=0.0),
-        training=TrainingConfig(batch=6, batch_gpu=3, ema_decay=0.9, ema_start_step=1),
-    )  # fmt: skip
-    ctx = context(D, G, recipe=recipe)
-    method = method_cls(options, ctx)
-    objective_ctx = ObjectiveContext(
-        G=G, D=D, G_ema=ctx.G_ema, method=method, recipe=recipe, device=ctx.device, batch_gpu=3, rounds=2,
-        world_size=1, autocast=contextlib.nullcontext, scaler=None, labels=None,
-    )  # fmt: skip
-    return get_objective("hinge")(objective_ctx), method
+    recipe = hinge_recipe("biggan-cr", batch=6)
+    method = method_cls(options, method_context(D, G, recipe=recipe))
+    return toy_hinge_objective(method, G, D, recipe), method
 
 
 def test_every_d_step_scores_the_cr_reals_in_its_one_d_pass() -> None:
@@ -218,7 +175,7 @@ class TripledReals(Method):
 def test_stylegan2_objective_scores_extra_images_in_a_pass_of_their_own(method_cls: type[Method]) -> None:
     torch.manual_seed(0)
     G, D = ToySG2(), LinearD()
-    loss = StyleGAN2Loss(Networks(G, D, G.synthesis, D), method_cls(None, context(D, G, "ns_r1")),
+    loss = StyleGAN2Loss(Networks(G, D, G.synthesis, D), method_cls(None, method_context(D, G, "ns_r1")),
                          LossConfig(r1_gamma=1.0, style_mixing_prob=0.0))  # fmt: skip
     reals, c = torch.randn(4, *SHAPE), torch.zeros(4, 0)
     result = loss.d_main(reals, c, torch.randn(4, 4), c, gain=1.0, cur_nimg=0, with_r1=False, r1_gain=1.0)

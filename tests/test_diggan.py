@@ -5,7 +5,6 @@ the hinge objective, double backward into D's weights, exact resume with the sto
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -13,32 +12,18 @@ import pytest
 import torch
 from tiny import assert_same
 from torch import nn
+from toy_gan import SHAPE, LinearD, ToyG, hinge_objective, hinge_recipe, method_context
 
 from degan_bench.core import checkpoint as ckpt
 from degan_bench.core.rundir import RunDir
 from degan_bench.errors import RecipeError
 from degan_bench.methods import get_method
-from degan_bench.methods.base import DStep, MethodContext
+from degan_bench.methods.base import DStep
 from degan_bench.methods.diggan import DigGANConfig, DigGANMethod
 from degan_bench.recipes.loader import resolve_file, resolve_recipe
-from degan_bench.recipes.schema import LossConfig, Recipe, TrainingConfig
 from degan_bench.training.execute import execute_run
-from degan_bench.training.objectives import get_objective
-from degan_bench.training.objectives.base import MinibatchInfo, ObjectiveContext
+from degan_bench.training.objectives.base import MinibatchInfo
 from degan_bench.training.stats import StatsCollector
-
-SHAPE = (3, 4, 4)
-
-
-class LinearD(nn.Module):
-    """D(x) = w . x: grad_x D = w for every sample, so the real and fake norms are both ||w||."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.w = nn.Parameter(torch.randn(SHAPE))
-
-    def forward(self, x: torch.Tensor, c: Any = None) -> torch.Tensor:
-        return (x * self.w).flatten(1).sum(1, keepdim=True)
 
 
 class QuadraticD(nn.Module):
@@ -53,11 +38,7 @@ class QuadraticD(nn.Module):
 
 
 def make_method(D: nn.Module, **options: Any) -> DigGANMethod:
-    ctx = MethodContext(
-        G=nn.Identity(), D=D, G_ema=nn.Identity(), device=torch.device("cpu"), resolution=4, num_images=10,
-        batch=4, batch_gpu=4, total_kimg=1.0, g_lr=1e-3, d_lr=1e-3, betas=(0.0, 0.99), objective="hinge",
-    )  # fmt: skip
-    return DigGANMethod(DigGANConfig(**{"weight": 10.0, **options}), ctx)
+    return DigGANMethod(DigGANConfig(**{"weight": 10.0, **options}), method_context(D))
 
 
 def d_step(D: nn.Module, fakes: torch.Tensor, reals: torch.Tensor, index: int = 0) -> DStep:
@@ -188,17 +169,6 @@ def test_each_round_averages_with_its_own_chunk_of_the_previous_step() -> None:
 
 
 # -- inside the hinge objective (BigGAN's 4 D steps) ---------------------------------------------------
-class ToyG(nn.Module):
-    z_dim, c_dim = 3, 0
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc = nn.Linear(3, 48)
-
-    def forward(self, z: torch.Tensor, c: Any = None, **_: Any) -> torch.Tensor:
-        return self.fc(z).view(-1, *SHAPE)
-
-
 class Recording(DigGANMethod):
     name = "test-diggan-recording"
 
@@ -211,23 +181,11 @@ class Recording(DigGANMethod):
 def test_hinge_objective_penalizes_each_round_of_the_first_d_step_only() -> None:
     torch.manual_seed(5)
     G, D = ToyG(), QuadraticD(0.5)
-    recipe = Recipe(
-        method="diggan", dataset="cifar10", purpose="demo",
-        loss=LossConfig(kind="hinge", d_steps=4, r1_gamma=0.0, pl_weight=0.0),
-        training=TrainingConfig(batch=6, batch_gpu=3, ema_decay=0.9, ema_start_step=1),
-    )  # fmt: skip
-    ctx = MethodContext(
-        G=G, D=D, G_ema=ToyG(), device=torch.device("cpu"), resolution=4, num_images=10, batch=6,
-        batch_gpu=3, total_kimg=1.0, g_lr=1e-3, d_lr=1e-3, betas=(0.0, 0.99), recipe=recipe,
-        objective="hinge",
-    )  # fmt: skip
+    recipe = hinge_recipe("diggan", batch=6)
+    ctx = method_context(D, G, G_ema=ToyG(), batch=6, batch_gpu=3, recipe=recipe)
     method = Recording(DigGANConfig(weight=5.0), ctx)
     method.calls = []
-    objective_ctx = ObjectiveContext(
-        G=G, D=D, G_ema=ctx.G_ema, method=method, recipe=recipe, device=ctx.device, batch_gpu=3, rounds=2,
-        world_size=1, autocast=contextlib.nullcontext, scaler=None, labels=None,
-    )  # fmt: skip
-    objective = get_objective("hinge")(objective_ctx)
+    objective = hinge_objective(method, G, D, recipe)
     stats = StatsCollector()
     for i in range(2):
         objective.train_minibatch(lambda: (torch.randn(6, *SHAPE), None), MinibatchInfo(i, 24 * i), stats)

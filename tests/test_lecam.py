@@ -6,7 +6,6 @@ runs with bit-exact resume."""
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from tiny import TINY_MODEL, assert_same
 from torch import nn
+from toy_gan import CPU, SHAPE, LinearD, ToyG, hinge_objective, hinge_recipe, method_context
 from typer.testing import CliRunner
 
 import degan_bench.cli.commands  # noqa: F401  (registers the command groups)
@@ -22,7 +22,7 @@ from degan_bench.cli.app import app
 from degan_bench.core import checkpoint as ckpt
 from degan_bench.core.rundir import RunDir
 from degan_bench.errors import MethodError
-from degan_bench.methods.base import DStep, MethodContext
+from degan_bench.methods.base import DStep
 from degan_bench.methods.lecam import (
     LeCamAnchors,
     LeCamConfig,
@@ -32,33 +32,11 @@ from degan_bench.methods.lecam import (
 )
 from degan_bench.methods.lottery import LotteryConfig, LotteryMethod, find_overrides, find_section
 from degan_bench.recipes.loader import resolve_file, resolve_recipe
-from degan_bench.recipes.schema import LossConfig, Recipe, TrainingConfig
 from degan_bench.training.execute import execute_run
-from degan_bench.training.objectives import get_objective
-from degan_bench.training.objectives.base import MinibatchInfo, ObjectiveContext
+from degan_bench.training.objectives.base import MinibatchInfo
 from degan_bench.training.stats import StatsCollector
 
-SHAPE = (3, 4, 4)
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
-CPU = torch.device("cpu")
-
-
-class LinearD(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.w = nn.Parameter(torch.randn(SHAPE))
-
-    def forward(self, x: torch.Tensor, c: Any = None, return_features: bool = False) -> Any:
-        logits = (x * self.w).flatten(1).sum(1, keepdim=True)
-        return (logits, x.flatten(1)) if return_features else logits
-
-
-def context(D: nn.Module, objective: str = "hinge", G: nn.Module | None = None, **kw: Any) -> MethodContext:
-    return MethodContext(
-        G=G or nn.Identity(), D=D, G_ema=G or nn.Identity(), device=CPU, resolution=4, num_images=10,
-        batch=4, batch_gpu=4, total_kimg=1.0, g_lr=1e-3, d_lr=1e-3, betas=(0.0, 0.99), objective=objective,
-        **kw,
-    )  # fmt: skip
 
 
 def d_step(D: nn.Module, reals: torch.Tensor, fakes: torch.Tensor, phase: str = "main") -> DStep:
@@ -160,15 +138,16 @@ def test_state_round_trip_continues_exactly_and_refuses_another_rule() -> None:
             method.end_of_minibatch(0, i + 1)
         return out
 
-    straight = drive(LeCamMethod(config, context(D)), batches, 0)
-    first = LeCamMethod(config, context(D))
+    straight = drive(LeCamMethod(config, method_context(D)), batches, 0)
+    first = LeCamMethod(config, method_context(D))
     drive(first, batches[:2], 0)
-    resumed = LeCamMethod(config, context(D))
+    resumed = LeCamMethod(config, method_context(D))
     resumed.load_state_dict(first.state_dict())
     assert [t["lecam"] for t in drive(resumed, batches[2:], 2)] == [t["lecam"] for t in straight[2:]]
-    fresh = drive(LeCamMethod(config, context(D)), batches[2:], 2)  # without the anchors: other numbers
+    # without the anchors: other numbers
+    fresh = drive(LeCamMethod(config, method_context(D)), batches[2:], 2)
     assert not torch.equal(fresh[-1]["lecam"], straight[-1]["lecam"])
-    tf = LeCamMethod(LeCamMethodConfig(weight=1.0, ema="tf"), context(D))
+    tf = LeCamMethod(LeCamMethodConfig(weight=1.0, ema="tf"), method_context(D))
     with pytest.raises(MethodError, match="follow the biggan rule"):
         tf.load_state_dict(first.state_dict())
 
@@ -176,25 +155,14 @@ def test_state_round_trip_continues_exactly_and_refuses_another_rule() -> None:
 def test_reg_phase_and_weight_zero_leave_the_loss_alone() -> None:
     torch.manual_seed(3)
     D = LinearD()
-    method = LeCamMethod(LeCamMethodConfig(weight=1.0, ema="tf"), context(D, "ns_r1"))
+    method = LeCamMethod(LeCamMethodConfig(weight=1.0, ema="tf"), method_context(D, objective="ns_r1"))
     reg = d_step(D, torch.randn(4, *SHAPE), torch.randn(4, *SHAPE), phase="reg")
     assert method.d_loss_terms(reg) == {} and method.anchors is not None and method.anchors.updates == 0
-    off = LeCamMethod(LeCamMethodConfig(weight=0.0), context(D))
+    off = LeCamMethod(LeCamMethodConfig(weight=0.0), method_context(D))
     assert off.anchors is None and off.d_loss_terms(d_step(D, *reg.reals.split(2))) == {}
 
 
 # -- inside the hinge objective -----------------------------------------------------------------------------
-class ToyG(nn.Module):
-    z_dim, c_dim = 3, 0
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc = nn.Linear(3, 48)
-
-    def forward(self, z: torch.Tensor, c: Any = None, **_: Any) -> torch.Tensor:
-        return self.fc(z).view(-1, *SHAPE)
-
-
 class Recording(LeCamMethod):
     name = "test-lecam-recording"
 
@@ -208,18 +176,10 @@ class Recording(LeCamMethod):
 def test_hinge_objective_penalizes_every_d_step_after_the_start_and_not_g() -> None:
     torch.manual_seed(5)
     G, D = ToyG(), LinearD()
-    recipe = Recipe(
-        method="lecam", dataset="cifar10", purpose="demo",
-        loss=LossConfig(kind="hinge", d_steps=4, r1_gamma=0.0, pl_weight=0.0),
-        training=TrainingConfig(batch=3, batch_gpu=3, ema_decay=0.9, ema_start_step=1),
-    )  # fmt: skip
-    ctx = context(D, "hinge", ToyG(), recipe=recipe)
-    method = Recording(LeCamMethodConfig(weight=0.3, start_step=1), ctx)
+    recipe = hinge_recipe("lecam", batch=3)
+    method = Recording(LeCamMethodConfig(weight=0.3, start_step=1), method_context(D, ToyG(), recipe=recipe))
     method.calls = []
-    objective = get_objective("hinge")(ObjectiveContext(
-        G=G, D=D, G_ema=ctx.G_ema, method=method, recipe=recipe, device=CPU, batch_gpu=3, rounds=1,
-        world_size=1, autocast=contextlib.nullcontext, scaler=None, labels=None,
-    ))  # fmt: skip
+    objective = hinge_objective(method, G, D, recipe)
     stats = StatsCollector()
     for i in range(3):
         objective.train_minibatch(lambda: (torch.randn(3, *SHAPE), None), MinibatchInfo(i, 12 * i), stats)
@@ -249,7 +209,7 @@ def test_lottery_options_compose_and_stage_one_stays_plain() -> None:
 def test_lottery_refuses_ada_on_the_biggan_objective() -> None:
     with pytest.raises(MethodError, match=r"lottery\.ada is StyleGAN2-ADA's"):
         LotteryMethod._ada(LotteryConfig(ada=resolve_recipe("ada", "obama-100").method_config).ada,
-                           context(LinearD(), "hinge"))  # fmt: skip
+                           method_context(LinearD()))  # fmt: skip
 
 
 # -- recipes -----------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from degan_bench.methods.pruning import conv_weights, count, prune_global
 from degan_bench.models import build_models
 from degan_bench.recipes.loader import resolve_recipe
 from degan_bench.training.execute import execute_run
-from degan_bench.training.loop import seed_everything
+from degan_bench.training.parts import seed_everything
 
 # 4 G steps of 5 D steps x 5 reals (100 reals per run), ticks every 50.
 TINY = ["model.g_ch=4", "model.d_ch=4", "training.batch=5", "training.kimg=0.1",

@@ -3,10 +3,8 @@ page calls incomparable, the lottery paper's own comparison, copy conflicts, ind
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
+from results_support import check_golden
 
 from degan_bench.errors import DeganError, RecipeError
 from degan_bench.results import reported as rep
@@ -24,7 +22,6 @@ from degan_bench.results.tables import (
 )
 from degan_bench.schema import from_dict
 
-GOLDEN = Path(__file__).parent / "golden"
 PAGES = ("lowshot-leaderboard", "lottery-lowshot", "insgen-afhq", "fakeclr-ffhq")
 
 
@@ -32,15 +29,6 @@ PAGES = ("lowshot-leaderboard", "lottery-lowshot", "insgen-afhq", "fakeclr-ffhq"
 def built() -> dict[str, TableResult]:
     reported, cache = rep.load_reported(), {}
     return {name: build_table(load_table(name), [], reported, recipe_cache=cache) for name in table_names()}
-
-
-def check_golden(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if os.environ.get("DEGAN_BENCH_UPDATE_GOLDEN") == "1":
-        path.write_text(text, encoding="utf-8")
-    assert text == path.read_text(encoding="utf-8"), (
-        f"{name} changed (DEGAN_BENCH_UPDATE_GOLDEN=1 rewrites it)"
-    )
 
 
 @pytest.mark.parametrize("name", PAGES)

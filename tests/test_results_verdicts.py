@@ -14,7 +14,14 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from results_support import EXPECTED_VERDICTS, VERDICTS_TABLE, verdict_store, write_recipes, write_reported
+from results_support import (
+    EXPECTED_VERDICTS,
+    VERDICTS_TABLE,
+    check_golden,
+    verdict_store,
+    write_recipes,
+    write_reported,
+)
 
 from degan_bench.results import numbers
 from degan_bench.results import store as store_module
@@ -24,7 +31,6 @@ from degan_bench.results.reported import load_reported
 from degan_bench.results.store import scan_runs
 from degan_bench.results.tables import BuildOptions, TableResult, Tolerance, build_table, load_table
 
-GOLDEN = Path(__file__).parent / "golden"
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -69,15 +75,6 @@ def build(data: dict[str, Any], **options: Any) -> TableResult:
 def normalized(text: str, data: dict[str, Any]) -> str:
     return text.replace(data["variant"].hash[:8], "<variant>").replace(
         data["obama"].short_hash[:8], "<recipe>"
-    )
-
-
-def check_golden(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if os.environ.get("DEGAN_BENCH_UPDATE_GOLDEN") == "1":
-        path.write_text(text, encoding="utf-8")
-    assert text == path.read_text(encoding="utf-8"), (
-        f"{name} changed (DEGAN_BENCH_UPDATE_GOLDEN=1 rewrites it)"
     )
 
 

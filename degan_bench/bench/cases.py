@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from degan_bench.paths import recipes_dir
 from degan_bench.recipes.loader import (
     ResolvedRecipe,
+    apply_override,
     deep_merge,
     parse_override,
     read_yaml,
@@ -54,11 +55,7 @@ class RecipeSpec:
         body.update(method=self.method, dataset=self.dataset, purpose="demo", preset=self.preset)
         body.setdefault("description", f"bench: {self.base} as {self.method}")
         for text in overrides:
-            path, value = parse_override(text)
-            node = body
-            for part in path[:-1]:
-                node = node.setdefault(part, {})
-            node[path[-1]] = value
+            apply_override(body, *parse_override(text))
         resolved = resolve_dict(body, source=f"recipes/_bases/{self.base} (bench)")
         resolved.overrides = overrides
         return resolved

@@ -41,7 +41,7 @@ from degan_bench.bench.report import SCHEMA, SCHEMA_VERSION
 from degan_bench.bench.timing import Deadline, interleave, paired_ratios, spread, timed
 from degan_bench.bench.trainer import BenchTrainer, build_trainer
 from degan_bench.core.rundir import code_version, utc_now
-from degan_bench.training.loop import configure_backends
+from degan_bench.training.parts import configure_backends
 
 #: assumed cost of a variant's cycle relative to the paper variant of the same model, before measuring
 VARIANT_COST = {

@@ -30,6 +30,7 @@ else the first of ``no recipe``, ``not enough runs``, ``not comparable``, ``no r
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -352,27 +353,11 @@ def _ours_verdict(claim: ClaimDef, check: Any, values: dict[str, CellValue]) -> 
             verdicts.append(v)
             details.append(f"{c.label}: {lb}")
         return _combine(verdicts), "; ".join(details)
-    verdicts, details = [], []
-    for first, second in _pairs(check):
-        a, b = values[first], values[second]
-        assert a.value is not None and b.value is not None
-        verdict, detail = compare(
-            a.value,
-            b.value,
-            a.spread,
-            b.spread,
-            metric=a.metric,
-            tolerance=claim.tolerance,
-            at_least=check.at_least,
-            kind=check.kind,
-        )
-        verdicts.append(verdict)
-        details.append(f"{a.label} vs {b.label}: {detail}")
-    verdict = _combine(verdicts)
+    verdict, detail = _compare_pairs(claim, check, values, lambda c: (c.value, c.spread, c.label))
     without = [c for c in cells if c.use == "ours" and c.halfwidth is None]
     if without and verdict in (HOLDS, FAILS, INCONCLUSIVE):
         verdict += f" (n={min(c.n for c in without)})"
-    return verdict, "; ".join(details)
+    return verdict, detail
 
 
 def _paper_verdict(claim: ClaimDef, check: Any, values: dict[str, CellValue]) -> tuple[str, str]:
@@ -386,22 +371,33 @@ def _paper_verdict(claim: ClaimDef, check: Any, values: dict[str, CellValue]) ->
     stated = {c.reported_protocol for c in cells}
     if len(stated) > 1:
         return NOT_COMPARABLE, "the reported numbers were made under " + ", ".join(sorted(map(str, stated)))
+    return _compare_pairs(claim, check, values, lambda c: (c.reported, 0.0, f"{c.reported:g}"))
+
+
+def _compare_pairs(
+    claim: ClaimDef,
+    check: Any,
+    values: dict[str, CellValue],
+    side: Callable[[CellValue], tuple[float | None, float, str]],
+) -> tuple[str, str]:
+    """:func:`compare` over the check's pairs of cells, each cell read as ``side`` gives (value, spread,
+    label); the combined verdict and the details joined."""
     verdicts, details = [], []
     for first, second in _pairs(check):
-        a, b = values[first], values[second]
-        assert a.reported is not None and b.reported is not None
+        (a, spread_a, label_a), (b, spread_b, label_b) = side(values[first]), side(values[second])
+        assert a is not None and b is not None
         verdict, detail = compare(
-            a.reported,
-            b.reported,
-            0.0,
-            0.0,
-            metric=a.metric,
+            a,
+            b,
+            spread_a,
+            spread_b,
+            metric=values[first].metric,
             tolerance=claim.tolerance,
             at_least=check.at_least,
             kind=check.kind,
         )
         verdicts.append(verdict)
-        details.append(f"{a.reported:g} vs {b.reported:g}: {detail}")
+        details.append(f"{label_a} vs {label_b}: {detail}")
     return _combine(verdicts), "; ".join(details)
 
 

@@ -32,11 +32,11 @@ from typing import Literal
 from degan_bench.errors import DeganError, RecipeError
 from degan_bench.metrics.protocols import get_protocol
 from degan_bench.paths import recipes_dir
-from degan_bench.recipes.loader import read_yaml
+from degan_bench.recipes.loader import definition_names, load_definition, load_definition_file
 from degan_bench.recipes.schema import PRESETS
 from degan_bench.results import reported as rep
 from degan_bench.results.tables import SourceRef, Tolerance
-from degan_bench.schema import did_you_mean, from_dict, param
+from degan_bench.schema import did_you_mean, param
 
 CheckKind = Literal["better", "order", "improvement", "matches", "within_reported"]
 #: how many cells each check kind takes: (fewest, most); None = no upper bound
@@ -209,33 +209,16 @@ def claims_dir() -> Path:
 
 
 def claim_names(root: Path | None = None) -> list[str]:
-    root = root or claims_dir()
-    return sorted(p.stem for p in root.glob("*.yaml"))
+    return definition_names(root or claims_dir())
 
 
 def load_claim_file(path: Path) -> ClaimDef:
-    data = read_yaml(path)
-    name = data.get("name", path.stem)
-    if name != path.stem:
-        raise RecipeError(f"{path}: name {name!r} differs from the file name", fix=f"use name: {path.stem}")
-    return from_dict(ClaimDef, {**data, "name": path.stem}, source=str(path))
+    return load_definition_file(ClaimDef, path)
 
 
 def load_claim(name: str, root: Path | None = None) -> ClaimDef:
     """A claim by name (``insgen-ffhq2k``) or by path to its YAML file."""
-    path = Path(name)
-    if path.suffix in (".yaml", ".yml") and path.exists():
-        return load_claim_file(path)
-    root = root or claims_dir()
-    path = root / f"{name}.yaml"
-    if not path.exists():
-        names = claim_names(root)
-        hint = did_you_mean(name, names)
-        raise RecipeError(
-            f"no claim named {name!r}",
-            fix=f"did you mean {hint!r}?" if hint else f"claims: {', '.join(names) or 'none'}",
-        )
-    return load_claim_file(path)
+    return load_definition(ClaimDef, name, root or claims_dir(), "claim")
 
 
 def load_claims(names: list[str] | None = None, *, all_claims: bool = False) -> list[ClaimDef]:

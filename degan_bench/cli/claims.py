@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from degan_bench.cli.app import app, console
+from degan_bench.cli.options import RunStore
 
 if TYPE_CHECKING:
     from degan_bench.claims.check import ClaimResult
@@ -124,9 +125,7 @@ def check_command(
             show_default=False,
         ),
     ] = None,
-    runs: Annotated[
-        Path | None, typer.Option("--runs", help="Run root (default: the runs dir).", show_default=False)
-    ] = None,
+    runs: RunStore = None,
     reported: Annotated[
         Path | None,
         typer.Option(help="Reported numbers CSV (default: results/reported.csv).", show_default=False),
@@ -210,9 +209,7 @@ def page_command(
         Path | None,
         typer.Option(help="Output folder (default: results/leaderboards/).", show_default=False),
     ] = None,
-    runs: Annotated[
-        Path | None, typer.Option("--runs", help="Run root (default: the runs dir).", show_default=False)
-    ] = None,
+    runs: RunStore = None,
 ) -> None:
     """Write claims.md and claims.html (every claim with its checks and cells) beside the leaderboards."""
     from degan_bench.claims.page import build_claims_page

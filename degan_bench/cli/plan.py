@@ -8,41 +8,37 @@ from typing import Annotated
 import typer
 
 from degan_bench.cli.app import app
-from degan_bench.cli.sweep import SELECT_HELP, expand_plan, make_selection, write_plan
-from degan_bench.recipes.schema import PRESETS
+from degan_bench.cli.options import (
+    AllTables,
+    GpusPerJob,
+    MaxGpusPerJob,
+    RunStore,
+    SelectChain,
+    SelectDataset,
+    SelectJob,
+    SelectMethod,
+    SelectShard,
+    TableNames,
+    TablePreset,
+    TableSeeds,
+)
+from degan_bench.cli.sweep import expand_plan, make_selection, write_plan
 
 FORMATS = ("json", "summary", "matrix", "gitlab")
 
 
 @app.command("plan")
 def plan_command(
-    names: Annotated[
-        list[str] | None, typer.Argument(help="Table name(s) from recipes/tables/.", show_default=False)
-    ] = None,
-    all_: Annotated[bool, typer.Option("--all", help="Every table marked in_all.")] = False,
-    preset: Annotated[
-        str | None, typer.Option(help=f"{' | '.join(PRESETS)} (default: each table's).", show_default=False)
-    ] = None,
-    seeds: Annotated[
-        int | None,
-        typer.Option(help="Training seeds per cell (default: each table's).", min=1, show_default=False),
-    ] = None,
-    runs: Annotated[
-        Path | None, typer.Option("--runs", help="Run store (default: the runs dir).", show_default=False)
-    ] = None,
-    job: Annotated[
-        list[str] | None, typer.Option("--job", help=SELECT_HELP["job"], show_default=False)
-    ] = None,
-    chain: Annotated[
-        list[str] | None, typer.Option("--chain", help=SELECT_HELP["chain"], show_default=False)
-    ] = None,
-    shard: Annotated[str | None, typer.Option(help=SELECT_HELP["shard"], show_default=False)] = None,
-    method: Annotated[
-        list[str] | None, typer.Option("--method", help=SELECT_HELP["method"], show_default=False)
-    ] = None,
-    dataset: Annotated[
-        list[str] | None, typer.Option("--dataset", help=SELECT_HELP["dataset"], show_default=False)
-    ] = None,
+    names: TableNames = None,
+    all_: AllTables = False,
+    preset: TablePreset = None,
+    seeds: TableSeeds = None,
+    runs: RunStore = None,
+    job: SelectJob = None,
+    chain: SelectChain = None,
+    shard: SelectShard = None,
+    method: SelectMethod = None,
+    dataset: SelectDataset = None,
     state: Annotated[
         list[str] | None,
         typer.Option(
@@ -52,12 +48,8 @@ def plan_command(
             show_default=False,
         ),
     ] = None,
-    gpus_per_job: Annotated[
-        int | None, typer.Option(help=SELECT_HELP["gpus_per_job"], min=1, show_default=False)
-    ] = None,
-    max_gpus_per_job: Annotated[
-        int | None, typer.Option(help=SELECT_HELP["max_gpus_per_job"], min=1, show_default=False)
-    ] = None,
+    gpus_per_job: GpusPerJob = None,
+    max_gpus_per_job: MaxGpusPerJob = None,
     runner_labels: Annotated[
         str | None,
         typer.Option(

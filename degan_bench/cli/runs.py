@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from degan_bench.cli.app import app, console
+from degan_bench.cli.options import RunStore
 from degan_bench.core.exitcodes import ExitCode
 
 runs_app = typer.Typer(
@@ -19,10 +20,6 @@ runs_app = typer.Typer(
     invoke_without_command=True,
 )
 app.add_typer(runs_app, name="runs")
-
-RunsOption = Annotated[
-    Path | None, typer.Option("--runs", help="Run store (default: the runs dir).", show_default=False)
-]
 
 
 def _lease_text(record, now: float) -> str:  # LeaseRecord | None
@@ -35,14 +32,14 @@ def _lease_text(record, now: float) -> str:  # LeaseRecord | None
 
 
 @runs_app.callback()
-def runs_callback(ctx: typer.Context, runs: RunsOption = None) -> None:
+def runs_callback(ctx: typer.Context, runs: RunStore = None) -> None:
     """Without a subcommand: the status of every run under the store."""
     if ctx.invoked_subcommand is None:
         status(runs)
 
 
 @runs_app.command("status")
-def status(runs: RunsOption = None) -> None:
+def status(runs: RunStore = None) -> None:
     """Every run of the store: state, kimg done/total, and who holds its lease (host, pid, heartbeat)."""
     from degan_bench.core.lease import read_lease
     from degan_bench.paths import runs_dir
@@ -87,7 +84,7 @@ def print_job_status(jobs: list, states: dict) -> None:
 @runs_app.command("export")
 def export(
     dest: Annotated[Path, typer.Argument(help="Folder to write (created).")],
-    runs: RunsOption = None,
+    runs: RunStore = None,
     no_checkpoints: Annotated[
         bool,
         typer.Option(
@@ -147,7 +144,7 @@ def import_(
 
 @runs_app.command("check")
 def check(
-    runs: RunsOption = None,
+    runs: RunStore = None,
     reference: Annotated[
         Path | None,
         typer.Option(help="Reference JSON (see degan_bench/dispatch/nightly.py).", show_default=False),

@@ -10,6 +10,19 @@ from typing import Annotated
 import typer
 
 from degan_bench.cli.app import app, console
+from degan_bench.cli.options import (
+    AllTables,
+    GpusPerJob,
+    MaxGpusPerJob,
+    SelectChain,
+    SelectDataset,
+    SelectJob,
+    SelectMethod,
+    SelectShard,
+    TableNames,
+    TablePreset,
+    TableSeeds,
+)
 from degan_bench.cli.run import EXIT_CODES_HELP
 from degan_bench.recipes.schema import PRESETS
 
@@ -22,22 +35,10 @@ def _visible_gpus() -> int:
 
 @app.command("sweep", epilog=EXIT_CODES_HELP)
 def sweep_command(
-    names: Annotated[
-        list[str] | None, typer.Argument(help="Table name(s) from recipes/tables/.", show_default=False)
-    ] = None,
-    all_: Annotated[bool, typer.Option("--all", help="Every table marked in_all.")] = False,
-    preset: Annotated[
-        str | None,
-        typer.Option(
-            help=f"{' | '.join(PRESETS)} (default: each table's, paper for paper tables).", show_default=False
-        ),
-    ] = None,
-    seeds: Annotated[
-        int | None,
-        typer.Option(
-            help="Training seeds per cell (0..N-1) (default: each table's).", min=1, show_default=False
-        ),
-    ] = None,
+    names: TableNames = None,
+    all_: AllTables = False,
+    preset: TablePreset = None,
+    seeds: TableSeeds = None,
     gpus: Annotated[
         str | None,
         typer.Option(
@@ -46,25 +47,13 @@ def sweep_command(
             show_default=False,
         ),
     ] = None,
-    job: Annotated[
-        list[str] | None, typer.Option("--job", help=SELECT_HELP["job"], show_default=False)
-    ] = None,
-    chain: Annotated[
-        list[str] | None, typer.Option("--chain", help=SELECT_HELP["chain"], show_default=False)
-    ] = None,
-    shard: Annotated[str | None, typer.Option(help=SELECT_HELP["shard"], show_default=False)] = None,
-    method: Annotated[
-        list[str] | None, typer.Option("--method", help=SELECT_HELP["method"], show_default=False)
-    ] = None,
-    dataset: Annotated[
-        list[str] | None, typer.Option("--dataset", help=SELECT_HELP["dataset"], show_default=False)
-    ] = None,
-    gpus_per_job: Annotated[
-        int | None, typer.Option(help=SELECT_HELP["gpus_per_job"], min=1, show_default=False)
-    ] = None,
-    max_gpus_per_job: Annotated[
-        int | None, typer.Option(help=SELECT_HELP["max_gpus_per_job"], min=1, show_default=False)
-    ] = None,
+    job: SelectJob = None,
+    chain: SelectChain = None,
+    shard: SelectShard = None,
+    method: SelectMethod = None,
+    dataset: SelectDataset = None,
+    gpus_per_job: GpusPerJob = None,
+    max_gpus_per_job: MaxGpusPerJob = None,
     deadline_minutes: Annotated[
         float | None,
         typer.Option(
@@ -248,16 +237,6 @@ _EXIT_WORDS = {
     1: "a run failed or is a conflict (see above)",
     3: "work remains but none could start here",
     75: "stopped with progress; run the same command again to continue",
-}
-
-SELECT_HELP = {
-    "job": "Only this job (a run name, `plan` jobs[].id; repeatable).",
-    "chain": "Only this chain, whole (`plan` chains[].id; repeatable).",
-    "shard": "Only shard i of n (1 <= i <= n): chains by a stable hash of their id, never split.",
-    "method": "Only chains with this method (repeatable).",
-    "dataset": "Only chains with this dataset (repeatable).",
-    "gpus_per_job": "Run every job on N GPUs instead of its recipe's resources.gpus (same recipe hash).",
-    "max_gpus_per_job": "Run jobs on at most N GPUs (same recipe hash; e.g. the GPUs this machine has).",
 }
 
 

@@ -47,20 +47,49 @@ class AdaConfig:
             raise ValueError(f"p_init {self.p_init} is above p_max {self.p_max}")
 
 
-def build_ada(config: AdaConfig, ctx: MethodContext) -> tuple[AdaAugment, AdaHeuristic]:
-    """The pipe and its p schedule for ``config``; shared by every method that trains with ADA."""
-    pipe = AdaAugment(config.augment_set, p=config.p_init)
-    heuristic = AdaHeuristic(
-        pipe,
-        mode=config.mode,
-        target=config.target,
-        interval=config.interval,
-        speed_kimg=config.speed_kimg,
-        batch=ctx.batch,
-        total_kimg=ctx.total_kimg,
-        p_max=config.p_max,
-    )
-    return pipe, heuristic
+class AdaAugmentation:
+    """ADA as a part of a method: the pipe for every D input and the p heuristic fed with D's real
+    logits. Shared by every method that trains with ADA (``ada``, ``lecam-ada``, ``lottery.ada``, the
+    contrastive methods), which forward their hooks to it."""
+
+    def __init__(self, config: AdaConfig, ctx: MethodContext) -> None:
+        self.pipe = AdaAugment(config.augment_set, p=config.p_init)
+        self.heuristic = AdaHeuristic(
+            self.pipe,
+            mode=config.mode,
+            target=config.target,
+            interval=config.interval,
+            speed_kimg=config.speed_kimg,
+            batch=ctx.batch,
+            total_kimg=ctx.total_kimg,
+            p_max=config.p_max,
+        )
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        return self.pipe(images)
+
+    def observe(self, steps: list[GStep | DStep]) -> None:
+        """``after_optimizer_step``: the sign statistics of every D step's real logits."""
+        for step in steps:
+            if isinstance(step, DStep):
+                self.heuristic.observe(step.real_logits)
+
+    def end_of_minibatch(self, cur_nimg: int) -> None:
+        self.heuristic.end_of_minibatch(cur_nimg)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"pipe": self.pipe.state_dict(), "heuristic": self.heuristic.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """From :meth:`state_dict`'s keys (a method's state may hold others beside them)."""
+        self.pipe.load_state_dict(state["pipe"])
+        self.heuristic.load_state_dict(state["heuristic"])
+
+    def tick_stats(self) -> dict[str, float]:
+        stats = {"augment_p": self.pipe.p}
+        if self.heuristic.last_rt is not None:  # no r_t before the first adjustment
+            stats["ada_rt"] = self.heuristic.last_rt
+        return stats
 
 
 @register_method
@@ -72,28 +101,26 @@ class AdaMethod(Method):
 
     def __init__(self, config: AdaConfig, ctx: MethodContext) -> None:
         super().__init__(config, ctx)
-        self.pipe, self.heuristic = build_ada(config, ctx)
+        self.ada = AdaAugmentation(config, ctx)
+
+    @property
+    def pipe(self) -> AdaAugment:
+        return self.ada.pipe
 
     def augment(self, images: torch.Tensor) -> torch.Tensor:
-        return self.pipe(images)
+        return self.ada(images)
 
     def after_optimizer_step(self, phase: str, steps: list[GStep | DStep]) -> None:
-        for step in steps:
-            if isinstance(step, DStep):
-                self.heuristic.observe(step.real_logits)
+        self.ada.observe(steps)
 
     def end_of_minibatch(self, cur_nimg: int, minibatch_index: int) -> None:
-        self.heuristic.end_of_minibatch(cur_nimg)
+        self.ada.end_of_minibatch(cur_nimg)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"pipe": self.pipe.state_dict(), "heuristic": self.heuristic.state_dict()}
+        return self.ada.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.pipe.load_state_dict(state["pipe"])
-        self.heuristic.load_state_dict(state["heuristic"])
+        self.ada.load_state_dict(state)
 
     def tick_stats(self) -> dict[str, float]:
-        stats = {"augment_p": self.pipe.p}
-        if self.heuristic.last_rt is not None:  # no r_t before the first adjustment
-            stats["ada_rt"] = self.heuristic.last_rt
-        return stats
+        return self.ada.tick_stats()

@@ -23,7 +23,7 @@ The pieces:
   released code cannot run on one GPU);
 - :func:`generate_with_style_mixing`: the official ``run_G`` on a perturbed latent (own style-mixing
   draw, w_avg updated);
-- :class:`ContrastiveMethod`: the common method body. ADA (:func:`~degan_bench.methods.ada.build_ada`)
+- :class:`ContrastiveMethod`: the common method body. ADA (:class:`~degan_bench.methods.ada.AdaAugmentation`)
   augments every D input and every contrastive view; ``D_ema`` (a momentum copy of D, in eval mode, fed
   augmented images) embeds the key views; each head has its own Adam with the settings of the network
   whose phase it trains with (lr and betas rescaled by the lazy-regularization ratio, insgen
@@ -60,7 +60,7 @@ from torch import nn
 
 from degan_bench.core.distributed import average_gradients, is_active
 from degan_bench.errors import MethodError
-from degan_bench.methods.ada import AdaConfig, build_ada
+from degan_bench.methods.ada import AdaAugmentation, AdaConfig
 from degan_bench.methods.base import DStep, GStep, Method, MethodContext
 from degan_bench.recipes.schema import LossConfig, TrainingConfig
 from degan_bench.schema import param
@@ -276,7 +276,7 @@ class ContrastiveMethod(Method):
         self.loss_cfg = recipe.loss if recipe is not None else LossConfig()
         self.eps = recipe.training.eps if recipe is not None else TrainingConfig().eps
         self.mirror = recipe.data.mirror if recipe is not None else "none"
-        self.pipe, self.heuristic = build_ada(config.ada, ctx)
+        self.ada = AdaAugmentation(config.ada, ctx)
         self.D_ema = copy.deepcopy(ctx.D).eval().requires_grad_(False)
         self.heads: dict[str, ProjectionHead] = {}
         self.head_optimizers: dict[str, torch.optim.Adam] = {}
@@ -331,7 +331,7 @@ class ContrastiveMethod(Method):
         """D's features of the query view: a fresh ADA view (official) or the adversarial pass's."""
         if self.config.query_view == "adversarial" and adversarial_features is not None:
             return adversarial_features.float()
-        return self.features(D, self.pipe(images), c)
+        return self.features(D, self.ada(images), c)
 
     def contrastive_loss(
         self,
@@ -349,7 +349,7 @@ class ContrastiveMethod(Method):
             head.update_momentum(self.config.momentum)
             self._momentum_moved.add(head_name)
         with torch.no_grad():
-            keys = head.key(self.features(self.D_ema, self.pipe(key_images.detach()), c))
+            keys = head.key(self.features(self.D_ema, self.ada(key_images.detach()), c))
         negatives, bias = self.negatives(head_name, minibatch)
         # A copy: the push below changes the queue in place, and backward needs the values used here.
         loss = info_nce(query, keys, negatives.clone(), self.config.temperature, bias)
@@ -389,7 +389,7 @@ class ContrastiveMethod(Method):
 
     # -- hooks ---------------------------------------------------------------------------------------
     def augment(self, images: torch.Tensor) -> torch.Tensor:
-        return self.pipe(images)
+        return self.ada(images)
 
     def g_loss_terms(self, step: GStep) -> dict[str, torch.Tensor]:
         """The G-side fake-instance term: two ADA views of the G-step fakes, nothing queued. Heads and D
@@ -421,9 +421,7 @@ class ContrastiveMethod(Method):
 
     def after_optimizer_step(self, phase: str, steps: list[GStep | DStep]) -> None:
         self.flush_pending()
-        for step in steps:
-            if isinstance(step, DStep):
-                self.heuristic.observe(step.real_logits)
+        self.ada.observe(steps)
         if phase == "D" and self._heads_have_grads:
             # One step on the gradients of all accumulation rounds of this D phase.
             for name, optimizer in self.head_optimizers.items():
@@ -434,7 +432,7 @@ class ContrastiveMethod(Method):
             self._heads_have_grads = False
 
     def end_of_minibatch(self, cur_nimg: int, minibatch_index: int) -> None:
-        self.heuristic.end_of_minibatch(cur_nimg)
+        self.ada.end_of_minibatch(cur_nimg)
         momentum_update(self.D_ema, self.ctx.D, self.config.momentum)
 
     # -- state ---------------------------------------------------------------------------------------
@@ -446,14 +444,12 @@ class ContrastiveMethod(Method):
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "pipe": self.pipe.state_dict(),
-            "heuristic": self.heuristic.state_dict(),
+            **self.ada.state_dict(),
             "queues": {name: queue.state_dict() for name, queue in self.queues.items()},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.pipe.load_state_dict(state["pipe"])
-        self.heuristic.load_state_dict(state["heuristic"])
+        self.ada.load_state_dict(state)
         if set(state["queues"]) != set(self.queues):
             held, wanted = sorted(state["queues"]), sorted(self.queues)
             raise ValueError(f"checkpoint holds queues {held}, {self.name} has {wanted}")
@@ -461,7 +457,4 @@ class ContrastiveMethod(Method):
             queue.load_state_dict(state["queues"][name])
 
     def tick_stats(self) -> dict[str, float]:
-        stats = {"augment_p": self.pipe.p}
-        if self.heuristic.last_rt is not None:
-            stats["ada_rt"] = self.heuristic.last_rt
-        return stats
+        return self.ada.tick_stats()

@@ -35,6 +35,7 @@ import torch
 from degan_bench.augment.diffaugment import diff_augment, parse_policy
 from degan_bench.methods import register_method
 from degan_bench.methods.base import DStep, Method, MethodContext
+from degan_bench.methods.diffaugment import DiffAugmentation
 from degan_bench.schema import param
 
 _POLICY_HELP = (
@@ -104,12 +105,12 @@ class CRBigGANMethod(Method):
 
     def __init__(self, config: CRConfig, ctx: MethodContext) -> None:
         super().__init__(config, ctx)
-        self.policy = parse_policy(config.policy)
+        self.policy = DiffAugmentation(config.policy)
         self.flip, self.cr_ops = parse_cr_augment(config.augment)
         self.active = config.weight > 0
 
     def augment(self, images: torch.Tensor) -> torch.Tensor:
-        return diff_augment(images, self.policy) if self.policy else images
+        return self.policy(images)
 
     def extra_d_inputs(
         self, reals: torch.Tensor, reals_aug: torch.Tensor, real_c: torch.Tensor

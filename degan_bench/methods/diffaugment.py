@@ -30,6 +30,18 @@ class DiffAugmentConfig:
             raise ValueError("policy is empty; use method 'stylegan2' for training without augmentation")
 
 
+class DiffAugmentation:
+    """A DiffAugment policy as a part of a method: the same ops on every D input (reals and fakes, D and
+    G steps); the empty policy leaves the images as they are. Shared by every method with a DiffAugment
+    ``policy`` (``diffaugment``, the LeCam, DigGAN and CR rows, ``lottery.policy``)."""
+
+    def __init__(self, policy: str) -> None:
+        self.ops = parse_policy(policy)
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        return diff_augment(images, self.ops) if self.ops else images
+
+
 @register_method
 class DiffAugmentMethod(Method):
     name = "diffaugment"
@@ -38,7 +50,7 @@ class DiffAugmentMethod(Method):
 
     def __init__(self, config: DiffAugmentConfig, ctx: MethodContext) -> None:
         super().__init__(config, ctx)
-        self.policy = parse_policy(config.policy)
+        self.policy = DiffAugmentation(config.policy)
 
     def augment(self, images: torch.Tensor) -> torch.Tensor:
-        return diff_augment(images, self.policy)
+        return self.policy(images)

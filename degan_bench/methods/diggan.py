@@ -42,10 +42,11 @@ from typing import Any
 
 import torch
 
-from degan_bench.augment.diffaugment import diff_augment, parse_policy
+from degan_bench.augment.diffaugment import parse_policy
 from degan_bench.core.distributed import is_active
 from degan_bench.methods import register_method
 from degan_bench.methods.base import DStep, GStep, Method, MethodContext
+from degan_bench.methods.diffaugment import DiffAugmentation
 from degan_bench.schema import param
 
 _POLICY_HELP = (
@@ -123,10 +124,10 @@ class _DiffAugmentInputs(Method):
 
     def __init__(self, config: Any, ctx: MethodContext) -> None:
         super().__init__(config, ctx)
-        self.policy = parse_policy(config.policy)
+        self.policy = DiffAugmentation(config.policy)
 
     def augment(self, images: torch.Tensor) -> torch.Tensor:
-        return diff_augment(images, self.policy) if self.policy else images
+        return self.policy(images)
 
 
 @register_method

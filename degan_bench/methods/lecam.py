@@ -49,12 +49,13 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
-from degan_bench.augment.diffaugment import diff_augment, parse_policy
+from degan_bench.augment.diffaugment import parse_policy
 from degan_bench.core.distributed import is_active
 from degan_bench.errors import MethodError
 from degan_bench.methods import register_method
-from degan_bench.methods.ada import AdaConfig, build_ada
+from degan_bench.methods.ada import AdaAugmentation, AdaConfig
 from degan_bench.methods.base import DStep, GStep, Method, MethodContext
+from degan_bench.methods.diffaugment import DiffAugmentation
 from degan_bench.schema import param
 
 #: the official anchors per code path: (decay, initial value, start iteration)
@@ -254,10 +255,10 @@ class LeCamMethod(_LeCamBase):
 
     def __init__(self, config: LeCamMethodConfig, ctx: MethodContext) -> None:
         super().__init__(config, ctx)
-        self.policy = parse_policy(config.policy)
+        self.policy = DiffAugmentation(config.policy)
 
     def augment(self, images: torch.Tensor) -> torch.Tensor:
-        return diff_augment(images, self.policy) if self.policy else images
+        return self.policy(images)
 
 
 @register_method
@@ -276,34 +277,24 @@ class LeCamAdaMethod(_LeCamBase):
 
     def __init__(self, config: LeCamAdaConfig, ctx: MethodContext) -> None:
         super().__init__(config, ctx)
-        self.pipe, self.heuristic = build_ada(config.ada, ctx)
+        self.ada = AdaAugmentation(config.ada, ctx)
 
     def augment(self, images: torch.Tensor) -> torch.Tensor:
-        return self.pipe(images)
+        return self.ada(images)
 
     def after_optimizer_step(self, phase: str, steps: list[GStep | DStep]) -> None:
-        for step in steps:
-            if isinstance(step, DStep):
-                self.heuristic.observe(step.real_logits)
+        self.ada.observe(steps)
 
     def end_of_minibatch(self, cur_nimg: int, minibatch_index: int) -> None:
         super().end_of_minibatch(cur_nimg, minibatch_index)
-        self.heuristic.end_of_minibatch(cur_nimg)
+        self.ada.end_of_minibatch(cur_nimg)
 
     def state_dict(self) -> dict[str, Any]:
-        return {
-            **super().state_dict(),
-            "pipe": self.pipe.state_dict(),
-            "heuristic": self.heuristic.state_dict(),
-        }
+        return {**super().state_dict(), **self.ada.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        self.pipe.load_state_dict(state["pipe"])
-        self.heuristic.load_state_dict(state["heuristic"])
+        self.ada.load_state_dict(state)
 
     def tick_stats(self) -> dict[str, float]:
-        stats = {**super().tick_stats(), "augment_p": self.pipe.p}
-        if self.heuristic.last_rt is not None:
-            stats["ada_rt"] = self.heuristic.last_rt
-        return stats
+        return {**super().tick_stats(), **self.ada.tick_stats()}

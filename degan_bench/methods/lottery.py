@@ -72,12 +72,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from degan_bench.augment.diffaugment import diff_augment, parse_policy
+from degan_bench.augment.diffaugment import parse_policy
 from degan_bench.core.fileio import atomic_write_bytes
 from degan_bench.errors import MethodError
 from degan_bench.methods import register_method
-from degan_bench.methods.ada import AdaConfig, build_ada
+from degan_bench.methods.ada import AdaAugmentation, AdaConfig
 from degan_bench.methods.base import DStep, GStep, Method, MethodContext
+from degan_bench.methods.diffaugment import DiffAugmentation
 from degan_bench.methods.lecam import LeCamAnchors, LeCamConfig
 from degan_bench.methods.pruning import Masks, apply_masks, conv_weights, full_masks, prune_global
 from degan_bench.schema import param
@@ -242,7 +243,7 @@ class LotteryMethod(Method):
 
     def __init__(self, config: LotteryConfig, ctx: MethodContext) -> None:
         super().__init__(config, ctx)
-        self.policy = parse_policy(config.policy) if config.policy != "none" else []
+        self.policy = DiffAugmentation(config.policy if config.policy != "none" else "")
         self.adv_d = config.advaug in ("gd", "d")
         self.adv_g = config.advaug in ("gd", "g")
         if self.adv_g and ctx.objective != "hinge":
@@ -256,7 +257,7 @@ class LotteryMethod(Method):
                 "lottery.advaug on G needs a generator with stem() and body()", fix="use advaug=d"
             )
         self._stem: tuple[torch.Tensor, Any] | None = None
-        self.pipe, self.heuristic = self._ada(config.ada, ctx)
+        self.ada = self._ada(config.ada, ctx)
         self.lecam = (
             LeCamAnchors(config.lecam, ctx.objective, ctx.device) if config.lecam is not None else None
         )
@@ -380,21 +381,21 @@ class LotteryMethod(Method):
         return found
 
     @staticmethod
-    def _ada(config: AdaConfig | None, ctx: MethodContext) -> tuple[Any, Any]:
+    def _ada(config: AdaConfig | None, ctx: MethodContext) -> AdaAugmentation | None:
         if config is None:
-            return None, None
+            return None
         if ctx.objective != "ns_r1":
             raise MethodError(
                 f"lottery.ada is StyleGAN2-ADA's pipe and p heuristic; loss.kind is {ctx.objective!r}",
                 fix="use lottery.policy (DiffAugment) on this backbone",
             )
-        return build_ada(config, ctx)
+        return AdaAugmentation(config, ctx)
 
     # -- augmentation and losses -------------------------------------------------------------------
     def augment(self, images: torch.Tensor) -> torch.Tensor:
-        if self.pipe is not None:
-            return self.pipe(images)
-        return diff_augment(images, self.policy) if self.policy else images
+        if self.ada is not None:
+            return self.ada(images)
+        return self.policy(images)
 
     def generate(self, G: nn.Module, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         if not self.adv_g:
@@ -470,22 +471,20 @@ class LotteryMethod(Method):
             apply_masks(self.ctx.G, self.g_masks)
         elif self.d_masks:
             apply_masks(self.ctx.D, self.d_masks)
-        if self.heuristic is not None:  # ADA's sign statistics, every D step (as method 'ada')
-            for step in steps:
-                if isinstance(step, DStep):
-                    self.heuristic.observe(step.real_logits)
+        if self.ada is not None:  # ADA's sign statistics, every D step (as method 'ada')
+            self.ada.observe(steps)
 
     def end_of_minibatch(self, cur_nimg: int, minibatch_index: int) -> None:
         apply_masks(self.ctx.G_ema, self.g_masks)  # after the objective's G_ema update
-        if self.heuristic is not None:
-            self.heuristic.end_of_minibatch(cur_nimg)
+        if self.ada is not None:
+            self.ada.end_of_minibatch(cur_nimg)
         if self.lecam is not None:
             self.lecam.end_of_minibatch(minibatch_index)
 
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"round": self.config.round, "G": self.g_masks, "D": self.d_masks}
-        if self.pipe is not None and self.heuristic is not None:
-            state["ada"] = {"pipe": self.pipe.state_dict(), "heuristic": self.heuristic.state_dict()}
+        if self.ada is not None:
+            state["ada"] = self.ada.state_dict()
         if self.lecam is not None:
             state["lecam"] = self.lecam.state_dict()
         return state
@@ -501,9 +500,8 @@ class LotteryMethod(Method):
                 "the checkpoint's lottery masks differ from this run's lottery/mask.pt",
                 fix="restore the run directory's lottery/ artifacts, or start the round again",
             )
-        if self.pipe is not None and self.heuristic is not None:
-            self.pipe.load_state_dict(state["ada"]["pipe"])
-            self.heuristic.load_state_dict(state["ada"]["heuristic"])
+        if self.ada is not None:
+            self.ada.load_state_dict(state["ada"])
         if self.lecam is not None:
             self.lecam.load_state_dict(state["lecam"])
 
@@ -511,6 +509,6 @@ class LotteryMethod(Method):
         remaining = sum(int(m.sum()) for m in self.g_masks.values())
         total = sum(m.numel() for m in self.g_masks.values())
         stats = {"g_remaining": remaining / max(total, 1)}
-        if self.pipe is not None:
-            stats["augment_p"] = self.pipe.p
+        if self.ada is not None:
+            stats["augment_p"] = self.ada.pipe.p
         return stats

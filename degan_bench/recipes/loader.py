@@ -31,7 +31,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import yaml
 
@@ -48,6 +48,8 @@ UNHASHED_KEYS = ("description", "purpose", "provenance", "preset", "resources")
 UNHASHED_PATHS = (("performance", "cpu_threads"), ("performance", "finite_check"))
 #: top-level keys handled by the loader itself, never part of the resolved recipe
 LOADER_KEYS = ("extends", "presets")
+
+T = TypeVar("T")
 
 
 class RecipeYamlLoader(yaml.SafeLoader):
@@ -86,6 +88,36 @@ def read_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise RecipeError(f"{path}: a recipe must be a mapping of keys, got {type(data).__name__}")
     return data
+
+
+def definition_names(root: Path) -> list[str]:
+    """The names (file stems) of the YAML definitions in ``root`` (recipes/tables/, recipes/claims/)."""
+    return sorted(p.stem for p in root.glob("*.yaml"))
+
+
+def load_definition_file(cls: type[T], path: Path) -> T:
+    """One definition file as a ``cls`` (a dataclass with a ``name``, which is the file name)."""
+    data = read_yaml(path)
+    name = data.get("name", path.stem)
+    if name != path.stem:
+        raise RecipeError(f"{path}: name {name!r} differs from the file name", fix=f"use name: {path.stem}")
+    return from_dict(cls, {**data, "name": path.stem}, source=str(path))
+
+
+def load_definition(cls: type[T], name: str, root: Path, kind: str) -> T:
+    """The ``kind`` (table, claim) ``name`` from ``root/<name>.yaml``, or from a path to a YAML file."""
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml") and path.exists():
+        return load_definition_file(cls, path)
+    path = root / f"{name}.yaml"
+    if not path.exists():
+        names = definition_names(root)
+        hint = did_you_mean(name, names)
+        raise RecipeError(
+            f"no {kind} named {name!r}",
+            fix=f"did you mean {hint!r}?" if hint else f"{kind}s: {', '.join(names) or 'none'}",
+        )
+    return load_definition_file(cls, path)
 
 
 def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:

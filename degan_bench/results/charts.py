@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import matplotlib as mpl
 import numpy as np
@@ -88,6 +89,12 @@ def _mean_band(seeds: Sequence[SeedCurve]) -> tuple[np.ndarray, np.ndarray, np.n
     return xs, values.mean(axis=0), values.std(axis=0, ddof=1)
 
 
+def _plot_seed(ax: Axes, seed: SeedCurve, **style: Any) -> None:
+    """One seed's curve in ``style``, with a marker on each point where there are too few for a line."""
+    xs, ys = zip(*sorted(seed.points), strict=True)
+    ax.plot(xs, ys, marker="o" if len(xs) < 3 else None, ms=3, **style)
+
+
 def draw_curve(
     ax: Axes,
     seeds: Sequence[SeedCurve],
@@ -107,15 +114,12 @@ def draw_curve(
     band = _mean_band([s for s in standard if max(x for x, _ in s.points) == furthest])
     thin = 0.8 if band is not None else 1.6
     for i, seed in enumerate(standard):
-        xs, ys = zip(*sorted(seed.points), strict=True)
-        ax.plot(
-            xs,
-            ys,
+        _plot_seed(
+            ax,
+            seed,
             color=SEED_COLOUR,
             lw=thin,
             alpha=0.45 if band is not None else 1.0,
-            marker="o" if len(xs) < 3 else None,
-            ms=3,
             label=("seeds" if band is not None else seed.label) if i == 0 or band is None else None,
         )
     if band is not None:
@@ -123,15 +127,12 @@ def draw_curve(
         ax.plot(xs, mean, color=SEED_COLOUR, lw=2.0, label="mean over seeds")
         ax.fill_between(xs, mean - sd, mean + sd, color=SEED_COLOUR, alpha=0.18, lw=0, label="± sd")
     for i, seed in enumerate(standin):
-        xs, ys = zip(*sorted(seed.points), strict=True)
-        ax.plot(
-            xs,
-            ys,
+        _plot_seed(
+            ax,
+            seed,
             color=STANDIN_COLOUR,
             lw=1.2,
             ls=":",
-            marker="o" if len(xs) < 3 else None,
-            ms=3,
             label="stand-in weights (not comparable)" if i == 0 else None,
         )
     if reported is not None:

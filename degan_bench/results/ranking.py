@@ -44,6 +44,8 @@ RANK_COLUMNS = [
     "bold",
     "run_ids",
 ]
+#: the columns of one entry before it is ranked (what :func:`rank_entries` adds left out)
+ENTRY_COLUMNS = [c for c in RANK_COLUMNS if c not in ("rank", "p_next", "better_than_next", "bold")]
 
 
 def welch_p(a: dict[str, Any], b: dict[str, Any]) -> float | None:
@@ -112,23 +114,7 @@ def rank_ours(result: TableResult) -> pd.DataFrame:
         ["protocol", "dataset", "our_protocol"], sort=False
     ):
         metric = str(group["metric"].iloc[0])
-        entries = group[
-            [
-                "protocol",
-                "dataset",
-                "column",
-                "our_protocol",
-                "metric",
-                "row",
-                "method",
-                "mean",
-                "std",
-                "n",
-                "ci_low",
-                "ci_high",
-                "run_ids",
-            ]
-        ].astype(object)
+        entries = group[ENTRY_COLUMNS].astype(object)
         del our_protocol
         frames.append(rank_entries(entries.reset_index(drop=True), metric, result.tolerance))
     if not frames:

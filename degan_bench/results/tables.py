@@ -53,13 +53,20 @@ from scipy import stats
 from degan_bench.errors import DeganError, MethodError, RecipeError
 from degan_bench.metrics.protocols import get_protocol
 from degan_bench.paths import recipes_dir
-from degan_bench.recipes.loader import ResolvedRecipe, expected_recipe_path, read_yaml, resolve_recipe
+from degan_bench.recipes.loader import (
+    ResolvedRecipe,
+    definition_names,
+    expected_recipe_path,
+    load_definition,
+    load_definition_file,
+    resolve_recipe,
+)
 from degan_bench.recipes.schema import PRESETS
 from degan_bench.results import numbers
 from degan_bench.results import reported as rep
 from degan_bench.results.numbers import LOWER_IS_BETTER
 from degan_bench.results.store import FAILED_STATUSES, StoredRun, pick_record
-from degan_bench.schema import did_you_mean, from_dict
+from degan_bench.schema import did_you_mean
 
 Checkpoint = Literal["last", "best"]
 __all__ = ["LOWER_IS_BETTER"]  # re-exported: the metric directions live in results.numbers
@@ -285,34 +292,16 @@ def tables_dir() -> Path:
 
 
 def load_table_file(path: Path) -> TableDef:
-    data = read_yaml(path)
-    name = data.get("name", path.stem)
-    if name != path.stem:
-        raise RecipeError(f"{path}: name {name!r} differs from the file name", fix=f"use name: {path.stem}")
-    table = from_dict(TableDef, {**data, "name": path.stem}, source=str(path))
-    return table
+    return load_definition_file(TableDef, path)
 
 
 def table_names(root: Path | None = None) -> list[str]:
-    root = root or tables_dir()
-    return sorted(p.stem for p in root.glob("*.yaml"))
+    return definition_names(root or tables_dir())
 
 
 def load_table(name: str, root: Path | None = None) -> TableDef:
     """A table by name (``diffaugment-lowshot``) or by path to its YAML file."""
-    path = Path(name)
-    if path.suffix in (".yaml", ".yml") and path.exists():
-        return load_table_file(path)
-    root = root or tables_dir()
-    path = root / f"{name}.yaml"
-    if not path.exists():
-        names = table_names(root)
-        hint = did_you_mean(name, names)
-        raise RecipeError(
-            f"no table named {name!r}",
-            fix=f"did you mean {hint!r}?" if hint else f"tables: {', '.join(names) or 'none'}",
-        )
-    return load_table_file(path)
+    return load_definition(TableDef, name, root or tables_dir(), "table")
 
 
 def load_tables(

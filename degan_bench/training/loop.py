@@ -24,9 +24,7 @@ not divergence (the scaler skips such steps by design); non-finite weights still
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
-import random
 import signal
 import threading
 import time
@@ -35,20 +33,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.progress import Progress as RichProgress
 
 from degan_bench.core import checkpoint as ckpt
-from degan_bench.core.distributed import ProcessGroup, any_process, broadcast_module
+from degan_bench.core.distributed import ProcessGroup, any_process
 from degan_bench.core.rundir import RunDir, Session, utc_now
 from degan_bench.data.store import PreparedDataset
-from degan_bench.errors import RecipeError
-from degan_bench.methods import get_method
-from degan_bench.methods.base import MethodContext
-from degan_bench.models import build_models
 from degan_bench.recipes.loader import ResolvedRecipe
 from degan_bench.training.grids import grid_latents, render_fakes, save_grid
 from degan_bench.training.maintenance import (
@@ -62,12 +55,9 @@ from degan_bench.training.maintenance import (
     final_evaluation,
     save_reals_grid,
 )
-from degan_bench.training.objectives import get_objective
-from degan_bench.training.objectives.base import MinibatchInfo, ObjectiveContext
-from degan_bench.training.sampler import RealImageSampler
+from degan_bench.training.parts import build_training_parts
 from degan_bench.training.state import Layout, Progress, TrainingState
 from degan_bench.training.stats import StatsCollector, TensorBoardWriter, cpu_memory_gb, gpu_peak_memory_gb
-from degan_bench.training.streams import RandomStreams
 
 #: signature of the evaluation function the loop calls (degan_bench.metrics.evaluate.evaluate_generator)
 Evaluator = Callable[..., dict[str, Any]]
@@ -157,29 +147,6 @@ class StopRequest:
             signal.signal(sig, handler)
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % (1 << 32))
-    torch.manual_seed(seed)
-
-
-def configure_backends(perf: Any, device: torch.device) -> None:
-    torch.backends.cuda.matmul.allow_tf32 = bool(perf.tf32)
-    torch.backends.cudnn.allow_tf32 = bool(perf.tf32)
-    torch.backends.cudnn.benchmark = bool(perf.cudnn_benchmark) and device.type == "cuda"
-
-
-def _autocast_and_scaler(perf: Any, device: torch.device, log: Callable[[str], None]) -> tuple[Any, Any]:
-    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(perf.amp)
-    if amp_dtype is None:
-        return contextlib.nullcontext, None
-    if device.type != "cuda":
-        log(f"performance.amp={perf.amp} applies to CUDA only; training in fp32 on {device.type}")
-        return contextlib.nullcontext, None
-    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-    return (lambda: torch.autocast("cuda", dtype=amp_dtype)), scaler
-
-
 def nonfinite_losses(values: dict[str, Any]) -> list[str]:
     """Names of the reported statistics (losses, scores) that are NaN or infinite."""
     return [key for key, value in values.items() if not math.isfinite(float(value))]
@@ -212,92 +179,19 @@ def train(setup: TrainingSetup) -> TrainResult:
             say(message)
 
     # -- construction (deterministic from the seed, identical on every process) -------------------
-    seed_everything(setup.seed)
-    configure_backends(perf, device)
-    resolution = recipe.data.resolution
-    G, D = build_models(resolved.model, resolution)
-    G, D = G.to(device).train(), D.to(device).train()
-    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
-    batch_rank = tcfg.batch // proc.world_size
-    batch_gpu = min(tcfg.batch_gpu or batch_rank, batch_rank)
-    if tcfg.batch % proc.world_size or batch_rank % batch_gpu:
-        raise RecipeError(
-            f"training.batch {tcfg.batch} does not split into {proc.world_size} processes x rounds of "
-            f"batch_gpu {batch_gpu}",
-            fix="choose batch = processes x k x batch_gpu",
-        )
-    rounds = batch_rank // batch_gpu
-    sampler = RealImageSampler(
-        setup.dataset.images,
-        batch=tcfg.batch,
+    parts = build_training_parts(
+        resolved,
         seed=setup.seed,
-        mirror=recipe.data.mirror,
         device=device,
-        labels=setup.dataset.labels,
-        rank=proc.rank,
-        world_size=proc.world_size,
+        dataset=setup.dataset,
+        run_dir=run.path,
+        process=proc,
+        log=log,
     )
-    autocast, scaler = _autocast_and_scaler(perf, device, log)
-    objective_cls = get_objective(recipe.loss.kind)
-    method_cls = get_method(recipe.method)
-    if method_cls.objectives is not None and objective_cls.kind not in method_cls.objectives:
-        raise RecipeError(
-            f"method {method_cls.name!r} is defined for loss.kind {', '.join(method_cls.objectives)}, "
-            f"not {objective_cls.kind!r} (model.arch {resolved.model.arch})",
-            fix="use a recipe of that backbone (degan-bench recipes list)",
-        )
-    total_nimg = round(tcfg.kimg * 1000)  # derived from training.epochs where the recipe gives epochs
-    method = method_cls(
-        resolved.method_config,
-        MethodContext(
-            G=G,
-            D=D,
-            G_ema=G_ema,
-            device=device,
-            resolution=resolution,
-            num_images=sampler.length,
-            batch=tcfg.batch,
-            batch_gpu=batch_gpu,
-            total_kimg=total_nimg / 1000,
-            g_lr=tcfg.g_lr,
-            d_lr=tcfg.d_lr,
-            betas=tuple(tcfg.betas),
-            world_size=proc.world_size,
-            rank=proc.rank,
-            recipe=recipe,
-            objective=objective_cls.kind,
-            autocast=autocast,
-            scaler=scaler,
-            run_dir=run.path,
-            seed=setup.seed,
-        ),
-    )
-    for module in (G, D, G_ema, *method.modules().values()):
-        broadcast_module(module)
-    # From here on every draw comes from a stream keyed by minibatch, phase and chunk of the global batch,
-    # not by process (degan_bench/training/streams.py): the process count only changes the layout.
-    streams = RandomStreams(setup.seed, rank=proc.rank, world_size=proc.world_size)
+    G, D, G_ema, method, objective = parts.G, parts.D, parts.G_ema, parts.method, parts.objective
+    sampler, scaler = parts.sampler, parts.scaler
+    batch_gpu, rounds, total_nimg = parts.batch_gpu, parts.rounds, parts.total_nimg
     cuda = device.type == "cuda"
-    if cuda and perf.channels_last:
-        G.to(memory_format=torch.channels_last)
-        D.to(memory_format=torch.channels_last)
-    objective = objective_cls(
-        ObjectiveContext(
-            G=G,
-            D=D,
-            G_ema=G_ema,
-            method=method,
-            recipe=recipe,
-            device=device,
-            batch_gpu=batch_gpu,
-            rounds=rounds,
-            world_size=proc.world_size,
-            autocast=autocast,
-            scaler=scaler,
-            labels=setup.dataset.labels,
-            streams=streams,
-        )
-    )
     stats = StatsCollector()
     layout = Layout(processes=proc.world_size, batch_gpu=batch_gpu, rounds=rounds)
     state = TrainingState(
@@ -377,14 +271,7 @@ def train(setup: TrainingSetup) -> TrainResult:
         _progress_bar(console, is_main, prog, total_nimg) as advance,
     ):
         while prog.cur_nimg < total_nimg:
-            streams.begin_minibatch(prog.batch_idx)
-            consumed = objective.train_minibatch(
-                sampler.next, MinibatchInfo(batch_idx=prog.batch_idx, cur_nimg=prog.cur_nimg), stats
-            )
-            streams.shared("end")
-            prog.cur_nimg += consumed
-            prog.batch_idx += 1
-            method.end_of_minibatch(prog.cur_nimg, prog.batch_idx)
+            parts.minibatch(prog, stats)
             advance(prog.cur_nimg)
             if check_every_minibatch and (diverged := divergence(stats.means())):
                 break
