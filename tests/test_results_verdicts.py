@@ -24,7 +24,6 @@ from results_support import (
 )
 
 from degan_bench.results import numbers
-from degan_bench.results import store as store_module
 from degan_bench.results.ranking import rank_entries, rank_ours
 from degan_bench.results.render import index_counts, write_leaderboards
 from degan_bench.results.reported import load_reported
@@ -41,8 +40,6 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DEGAN_BENCH_RECIPES", str(write_recipes(tmp / "recipes")))
         patch.setenv("DEGAN_BENCH_DATA", str(tmp / "data"))
-        if "diverged" not in store_module.STORE_STATUSES:  # run.json status added by the faults work
-            patch.setattr(store_module, "STORE_STATUSES", (*store_module.STORE_STATUSES, "diverged"))
         data = verdict_store(tmp)
         data["stored"] = scan_runs([data["runs"]])
         data["tmp"] = tmp
