@@ -341,7 +341,7 @@ def test_shipped_claims_load_and_evaluate_without_runs() -> None:
         "holds",
     )  # (15.60 - 11.92) / 15.60 = 23.6 % >= 23.5 %
     assert verdicts["lottery-tickets-beat-dense"] == ("not enough runs", "inconclusive")  # 14.38 vs 14.40
-    # methods another change adds (cr, lecam) read "no recipe" until they exist, then need runs like the rest
+    # the CR-BigGAN (biggan-cr) and LeCam (lecam-diffaugment) cells have recipes but no runs yet
     for name in ("fakeclr-fewshot", "diffaugment-consistent-gains"):
         assert verdicts[name][0] in ("no recipe", "not enough runs")
 

@@ -17,10 +17,10 @@ Checks (``kind``; "better" follows the metric's direction: lower FID / KID, high
   decide it.
 
 A cell with ``use: reported`` stands for its reported number (a reported-only baseline such as a
-transfer-learning row); its method need not be a degan-bench method. A cell whose method may not exist
-yet (a comparison method another change adds) says ``pending: true``: while the method is unknown its
-checks evaluate to ``no recipe``, and once it exists the cell is an ordinary one. A misspelt method name
-without ``pending`` is refused on load.
+transfer-learning row); its method need not be a degan-bench method. A cell whose method degan-bench does
+not implement yet (a comparison row planned but not built) says ``pending: true``: while the method is
+unknown its checks evaluate to ``no recipe``, and once it exists the cell is an ordinary one. A
+misspelt method name without ``pending`` is refused on load.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ class ClaimCell:
     )
     pending: bool = param(
         False,
-        help="the method may not be a degan-bench method yet (another change adds it): no recipe until then",
+        help="the method is not a degan-bench method yet (a planned comparison row): no recipe until then",
     )
     note: str | None = param(None, help="what a reader must know about this cell")
 
@@ -195,7 +195,7 @@ def _check_cell(key: str, cell: ClaimCell) -> None:
         raise ValueError(
             f"{where}: method {cell.method!r} is not a degan-bench method"
             + (f" (did you mean {hint!r}?)" if hint else "")
-            + "; mark a method another change adds with pending: true, a baseline we cannot train with "
+            + "; mark a method not implemented yet with pending: true, a baseline we cannot train with "
             "use: reported"
         )
     if cell.reported_method is not None and cell.reported_method not in set(KNOWN_METHODS) | set(
